@@ -1,0 +1,4 @@
+//! The Wasm-extensible KFP operator: the library behind the `kfp-operator` binary, also used by
+//! the integration tests.
+
+pub mod api;

@@ -1,0 +1,11 @@
+//! Integration tests against a real control plane (etcd, kube-apiserver and
+//! kube-controller-manager from `tests/cluster`), started once for this binary by
+//! `kfp-test-support`; each test works in its own namespace.
+
+mod crds;
+mod examples;
+mod hash_vectors;
+mod printer_columns;
+mod status;
+mod support;
+mod validation;
