@@ -8,6 +8,8 @@ SHELL := /bin/bash
 
 CACHE_DIR ?= $(HOME)/.cache/kfp-operator
 export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
+# The plugins (wasm32-wasip2) build into their own folder; the tests build them on demand.
+export KFP_PLUGINS_TARGET_DIR ?= $(CACHE_DIR)/plugins-target
 export GOWORK := off
 export GOTOOLCHAIN := local
 # mold links the test binaries several times faster than the default linker; used when present.
@@ -39,6 +41,8 @@ cluster-bin: setup
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cd plugins && cargo fmt --all --check
+	cd plugins && CARGO_TARGET_DIR=$(KFP_PLUGINS_TARGET_DIR) RUSTFLAGS= cargo clippy --release --locked -- -D warnings
 
 test: setup cluster-bin lint
 	cargo test --workspace --locked

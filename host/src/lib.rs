@@ -2,3 +2,4 @@
 //! the integration tests.
 
 pub mod api;
+pub mod plugins;

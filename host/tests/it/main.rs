@@ -5,7 +5,9 @@
 mod crds;
 mod examples;
 mod hash_vectors;
+mod http_capability;
 mod printer_columns;
+mod sandbox;
 mod status;
 mod support;
 mod validation;

@@ -5,7 +5,9 @@
 pub mod binaries;
 mod cluster;
 mod crds;
+pub mod http_server;
 mod pki;
+pub mod plugins;
 
 use std::{
     path::{Path, PathBuf},
