@@ -36,8 +36,7 @@ fn write_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
         match &output_dir {
             Some(dir) => {
                 let path = dir.join(crds::file_name(&crd));
-                std::fs::write(&path, yaml)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
             }
             None => print!("---\n{yaml}"),
         }

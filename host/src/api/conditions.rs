@@ -23,14 +23,8 @@ pub enum SynchronizationState {
 }
 
 impl SynchronizationState {
-    const NAMED: [SynchronizationState; 6] = [
-        Self::Creating,
-        Self::Succeeded,
-        Self::Updating,
-        Self::Deleting,
-        Self::Deleted,
-        Self::Failed,
-    ];
+    const NAMED: [SynchronizationState; 6] =
+        [Self::Creating, Self::Succeeded, Self::Updating, Self::Deleting, Self::Deleted, Self::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,10 +41,7 @@ impl SynchronizationState {
     /// The state a condition reason stands for, compared case-insensitively as upstream does;
     /// anything unrecognised (including an empty reason) is `Unknown`.
     pub fn from_reason(reason: &str) -> Self {
-        Self::NAMED
-            .into_iter()
-            .find(|state| state.as_str().eq_ignore_ascii_case(reason))
-            .unwrap_or(Self::Unknown)
+        Self::NAMED.into_iter().find(|state| state.as_str().eq_ignore_ascii_case(reason)).unwrap_or(Self::Unknown)
     }
 
     /// `True` once the remote side matches (Succeeded, Deleted), `False` when it failed,
@@ -108,10 +99,7 @@ pub fn synchronization_state(conditions: &[Condition]) -> SynchronizationState {
 /// reason, status, observedGeneration or message differ, so `lastTransitionTime` moves only on
 /// a real change. Returns whether anything changed. Other conditions keep their order.
 pub fn merge_condition(conditions: &mut Vec<Condition>, condition: Condition) -> bool {
-    match conditions
-        .iter_mut()
-        .find(|existing| existing.type_ == condition.type_)
-    {
+    match conditions.iter_mut().find(|existing| existing.type_ == condition.type_) {
         Some(existing) => {
             let changed = existing.reason != condition.reason
                 || existing.status != condition.status
@@ -139,22 +127,10 @@ mod tests {
 
     #[test]
     fn reasons_map_to_states_case_insensitively() {
-        assert_eq!(
-            SynchronizationState::from_reason("succeeded"),
-            SynchronizationState::Succeeded
-        );
-        assert_eq!(
-            SynchronizationState::from_reason("FAILED"),
-            SynchronizationState::Failed
-        );
-        assert_eq!(
-            SynchronizationState::from_reason(""),
-            SynchronizationState::Unknown
-        );
-        assert_eq!(
-            SynchronizationState::from_reason("Bogus"),
-            SynchronizationState::Unknown
-        );
+        assert_eq!(SynchronizationState::from_reason("succeeded"), SynchronizationState::Succeeded);
+        assert_eq!(SynchronizationState::from_reason("FAILED"), SynchronizationState::Failed);
+        assert_eq!(SynchronizationState::from_reason(""), SynchronizationState::Unknown);
+        assert_eq!(SynchronizationState::from_reason("Bogus"), SynchronizationState::Unknown);
         for state in SynchronizationState::NAMED {
             assert_eq!(SynchronizationState::from_reason(state.as_str()), state);
         }
@@ -163,18 +139,11 @@ mod tests {
     #[test]
     fn condition_status_follows_state() {
         use SynchronizationState::*;
-        let statuses: Vec<_> = [
-            Unknown, Creating, Succeeded, Updating, Deleting, Deleted, Failed,
-        ]
-        .iter()
-        .map(|s| s.condition_status())
-        .collect();
-        assert_eq!(
-            statuses,
-            [
-                "Unknown", "Unknown", "True", "Unknown", "Unknown", "True", "False"
-            ]
-        );
+        let statuses: Vec<_> = [Unknown, Creating, Succeeded, Updating, Deleting, Deleted, Failed]
+            .iter()
+            .map(|s| s.condition_status())
+            .collect();
+        assert_eq!(statuses, ["Unknown", "Unknown", "True", "Unknown", "Unknown", "True", "False"]);
     }
 
     #[test]
@@ -188,17 +157,11 @@ mod tests {
             observed_generation: None,
             last_transition_time: at(1),
         }];
-        assert!(merge_condition(
-            &mut conditions,
-            synchronized_condition(Creating, "", Some(1), at(10))
-        ));
+        assert!(merge_condition(&mut conditions, synchronized_condition(Creating, "", Some(1), at(10))));
         assert_eq!(synchronization_state(&conditions), Creating);
 
         // Same reason, status, generation and message: the old timestamp stays.
-        assert!(!merge_condition(
-            &mut conditions,
-            synchronized_condition(Creating, "", Some(1), at(20))
-        ));
+        assert!(!merge_condition(&mut conditions, synchronized_condition(Creating, "", Some(1), at(20))));
         assert_eq!(conditions[1].last_transition_time, at(10));
 
         for changed in [

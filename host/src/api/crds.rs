@@ -8,14 +8,7 @@ use super::{Experiment, Pipeline, Provider, Run, RunConfiguration, RunSchedule};
 
 /// Every CRD, in a fixed order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
-        Experiment::crd(),
-        Pipeline::crd(),
-        provider_crd(),
-        Run::crd(),
-        RunConfiguration::crd(),
-        RunSchedule::crd(),
-    ]
+    vec![Experiment::crd(), Pipeline::crd(), provider_crd(), Run::crd(), RunConfiguration::crd(), RunSchedule::crd()]
 }
 
 /// Upstream marks the whole Provider object `x-kubernetes-preserve-unknown-fields`, so
@@ -23,11 +16,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 fn provider_crd() -> CustomResourceDefinition {
     let mut crd = Provider::crd();
     for version in &mut crd.spec.versions {
-        if let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             schema.x_kubernetes_preserve_unknown_fields = Some(true);
         }
     }

@@ -47,12 +47,7 @@ impl ObjectHasher {
     }
 
     /// Items sorted by `order`, each written by `write`, then one extra NUL.
-    pub fn write_list<T>(
-        &mut self,
-        items: &[T],
-        order: impl Fn(&T, &T) -> Ordering,
-        write: impl Fn(&mut Self, &T),
-    ) {
+    pub fn write_list<T>(&mut self, items: &[T], order: impl Fn(&T, &T) -> Ordering, write: impl Fn(&mut Self, &T)) {
         let mut sorted: Vec<&T> = items.iter().collect();
         sorted.sort_by(|a, b| order(a, b));
         for item in sorted {
@@ -82,12 +77,10 @@ impl ObjectHasher {
 
 /// The short version string: lowercase hex of the first three bytes of the digest.
 pub fn short_version(digest: &[u8; 20]) -> String {
-    digest[..3]
-        .iter()
-        .fold(String::with_capacity(6), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    digest[..3].iter().fold(String::with_capacity(6), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 /// Serialises JSON compactly as Go's `json.Marshal` does after `json.Unmarshal` into `any`:
@@ -196,8 +189,7 @@ pub fn go_time_string(timestamp: &jiff::Timestamp) -> String {
 /// `ParseNormalizedNamed` + `TagNameOnly` grammar; hand-written because the Rust OCI crates
 /// normalise differently (they accept uppercase repositories, for one).
 pub fn docker_image_tag(image: &str) -> Option<String> {
-    static IDENTIFIER: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^[a-f0-9]{64}$").expect("static pattern"));
+    static IDENTIFIER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-f0-9]{64}$").expect("static pattern"));
     static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
         let component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
         let host = format!(r"(?:{component}(?:\.{component})*|\[[a-fA-F0-9:]+\])");
@@ -205,10 +197,8 @@ pub fn docker_image_tag(image: &str) -> Option<String> {
         let path_component = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*";
         let tag = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
         let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
-        Regex::new(&format!(
-            r"^((?:{domain}/)?{path_component}(?:/{path_component})*)(?::({tag}))?(?:@({digest}))?$"
-        ))
-        .expect("static pattern")
+        Regex::new(&format!(r"^((?:{domain}/)?{path_component}(?:/{path_component})*)(?::({tag}))?(?:@({digest}))?$"))
+            .expect("static pattern")
     });
     const NAME_TOTAL_LENGTH_MAX: usize = 255;
 
@@ -243,11 +233,7 @@ pub fn docker_image_tag(image: &str) -> Option<String> {
 /// `splitDockerDomain`: the first path segment is a registry only if it looks like a host.
 fn split_docker_domain(name: &str) -> (String, String) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.to_lowercase() != first =>
-        {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first => {
             (first.to_owned(), rest.to_owned())
         }
         _ => ("docker.io".to_owned(), name.to_owned()),
@@ -265,10 +251,7 @@ fn is_supported_digest(digest: &str) -> bool {
         "sha512" => 128,
         _ => return false,
     };
-    encoded.len() == expected_len
-        && encoded
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    encoded.len() == expected_len && encoded.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
@@ -288,36 +271,22 @@ mod tests {
 
     #[test]
     fn short_version_is_six_hex_chars() {
-        let digest = [
-            0xab, 0x01, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
+        let digest = [0xab, 0x01, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(short_version(&digest), "ab01ff");
     }
 
     #[test]
     fn canonical_json_matches_go() {
-        assert_eq!(
-            go_canonical_json(&json!({"b": 1, "a": [true, null]})),
-            r#"{"a":[true,null],"b":1}"#
-        );
-        assert_eq!(
-            go_canonical_json(&json!("<a&b>")),
-            r#""\u003ca\u0026b\u003e""#
-        );
-        assert_eq!(
-            go_canonical_json(&json!("\u{2028}\u{1}\u{8}\u{c}\u{7f}é")),
-            "\"\\u2028\\u0001\\b\\f\u{7f}é\""
-        );
+        assert_eq!(go_canonical_json(&json!({"b": 1, "a": [true, null]})), r#"{"a":[true,null],"b":1}"#);
+        assert_eq!(go_canonical_json(&json!("<a&b>")), r#""\u003ca\u0026b\u003e""#);
+        assert_eq!(go_canonical_json(&json!("\u{2028}\u{1}\u{8}\u{c}\u{7f}é")), "\"\\u2028\\u0001\\b\\f\u{7f}é\"");
         assert_eq!(go_canonical_json(&json!(1.0)), "1");
         assert_eq!(go_canonical_json(&json!(1.5)), "1.5");
         assert_eq!(go_canonical_json(&json!(-0.000001)), "-0.000001");
         assert_eq!(go_canonical_json(&json!(0.0000001)), "1e-7");
         assert_eq!(go_canonical_json(&json!(1e20)), "100000000000000000000");
         assert_eq!(go_canonical_json(&json!(1e21)), "1e+21");
-        assert_eq!(
-            go_canonical_json(&json!(123456789012345678u64)),
-            "123456789012345680"
-        );
+        assert_eq!(go_canonical_json(&json!(123456789012345678u64)), "123456789012345680");
         let parsed: Value = serde_json::from_str("1.2345678901234567e300").unwrap();
         assert_eq!(go_canonical_json(&parsed), "1.2345678901234567e+300");
     }

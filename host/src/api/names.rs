@@ -17,17 +17,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 pub enum NameError {
     #[error("invalid namespaced name {input:?}: {reason}")]
     NamespacedName { input: String, reason: &'static str },
-    #[error(
-        "namespaced name with namespace {namespace:?} has no name: write `namespace/name` or just `name`"
-    )]
+    #[error("namespaced name with namespace {namespace:?} has no name: write `namespace/name` or just `name`")]
     MissingName { namespace: String },
-    #[error(
-        "invalid pipeline identifier {input:?}: expected `name` or `name:version` ({PIPELINE_IDENTIFIER_PATTERN})"
-    )]
+    #[error("invalid pipeline identifier {input:?}: expected `name` or `name:version` ({PIPELINE_IDENTIFIER_PATTERN})")]
     PipelineIdentifier { input: String },
-    #[error(
-        "invalid artifact path {input:?}: expected `COMPONENT:OUTPUT[:INDEX][[FILTER]]` ({ARTIFACT_PATH_PATTERN})"
-    )]
+    #[error("invalid artifact path {input:?}: expected `COMPONENT:OUTPUT[:INDEX][[FILTER]]` ({ARTIFACT_PATH_PATTERN})")]
     ArtifactPath { input: String },
     #[error("invalid artifact path {input:?}: index {index:?} is too large")]
     ArtifactIndex { input: String, index: String },
@@ -42,10 +36,7 @@ pub struct NamespacedName {
 
 impl NamespacedName {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        Self { namespace: namespace.into(), name: name.into() }
     }
 
     /// The canonical string form. Fails only for a namespace without a name, which has no
@@ -53,9 +44,7 @@ impl NamespacedName {
     pub fn to_canonical(&self) -> Result<String, NameError> {
         match (self.namespace.is_empty(), self.name.is_empty()) {
             (true, _) => Ok(self.name.clone()),
-            (false, true) => Err(NameError::MissingName {
-                namespace: self.namespace.clone(),
-            }),
+            (false, true) => Err(NameError::MissingName { namespace: self.namespace.clone() }),
             (false, false) => Ok(format!("{}/{}", self.namespace, self.name)),
         }
     }
@@ -63,11 +52,7 @@ impl NamespacedName {
     /// The same name with `namespace` filled in when it was left out (`name` → `namespace/name`),
     /// as RunConfiguration references resolve relative to their own namespace.
     pub fn with_default_namespace(&self, namespace: &str) -> Self {
-        if self.namespace.is_empty() {
-            Self::new(namespace, self.name.clone())
-        } else {
-            self.clone()
-        }
+        if self.namespace.is_empty() { Self::new(namespace, self.name.clone()) } else { self.clone() }
     }
 }
 
@@ -75,19 +60,14 @@ impl FromStr for NamespacedName {
     type Err = NameError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason| NameError::NamespacedName {
-            input: input.to_owned(),
-            reason,
-        };
+        let invalid = |reason| NameError::NamespacedName { input: input.to_owned(), reason };
         let mut parts = input.split('/');
         match (parts.next(), parts.next(), parts.next()) {
             (Some(name), None, None) => Ok(Self::new("", name)),
             (Some(""), Some(_), None) => Err(invalid("the namespace before `/` is empty")),
             (Some(_), Some(""), None) => Err(invalid("the name after `/` is empty")),
             (Some(namespace), Some(name), None) => Ok(Self::new(namespace, name)),
-            _ => Err(invalid(
-                "more than one `/`; expected `namespace/name` or `name`",
-            )),
+            _ => Err(invalid("more than one `/`; expected `namespace/name` or `name`")),
         }
     }
 }
@@ -96,11 +76,7 @@ impl fmt::Display for NamespacedName {
     /// Display never fails: a namespace without a name shows as `namespace/`, which is what a
     /// user needs to see in an error message even though it does not parse.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            f.write_str(&self.name)
-        } else {
-            write!(f, "{}/{}", self.namespace, self.name)
-        }
+        if self.namespace.is_empty() { f.write_str(&self.name) } else { write!(f, "{}/{}", self.namespace, self.name) }
     }
 }
 
@@ -115,10 +91,7 @@ pub struct PipelineIdentifier {
 
 impl PipelineIdentifier {
     pub fn new(name: impl Into<String>, version: Option<String>) -> Self {
-        Self {
-            name: name.into(),
-            version,
-        }
+        Self { name: name.into(), version }
     }
 }
 
@@ -127,13 +100,10 @@ impl FromStr for PipelineIdentifier {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         // Go's RE2 `\w` is ASCII-only; Rust's is Unicode unless told otherwise.
-        static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"^(?-u:[\w\-]+)(?::(?-u:[\w\-_.]+))?$").expect("static pattern")
-        });
+        static PATTERN: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"^(?-u:[\w\-]+)(?::(?-u:[\w\-_.]+))?$").expect("static pattern"));
         if !PATTERN.is_match(input) {
-            return Err(NameError::PipelineIdentifier {
-                input: input.to_owned(),
-            });
+            return Err(NameError::PipelineIdentifier { input: input.to_owned() });
         }
         Ok(match input.split_once(':') {
             Some((name, version)) => Self::new(name, Some(version.to_owned())),
@@ -169,20 +139,14 @@ impl FromStr for ArtifactPath {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-            Regex::new(r"^([^\[\]:]+):([^\[\]:]+)(?::([0-9]*))?(?:\[([^\[\]:]+)\])?$")
-                .expect("static pattern")
+            Regex::new(r"^([^\[\]:]+):([^\[\]:]+)(?::([0-9]*))?(?:\[([^\[\]:]+)\])?$").expect("static pattern")
         });
-        let captures = PATTERN
-            .captures(input)
-            .ok_or_else(|| NameError::ArtifactPath {
-                input: input.to_owned(),
-            })?;
+        let captures = PATTERN.captures(input).ok_or_else(|| NameError::ArtifactPath { input: input.to_owned() })?;
         let index = match captures.get(3).map(|m| m.as_str()).unwrap_or("") {
             "" => 0,
-            digits => digits.parse().map_err(|_| NameError::ArtifactIndex {
-                input: input.to_owned(),
-                index: digits.to_owned(),
-            })?,
+            digits => digits
+                .parse()
+                .map_err(|_| NameError::ArtifactIndex { input: input.to_owned(), index: digits.to_owned() })?,
         };
         Ok(Self {
             component: captures[1].to_owned(),
@@ -245,28 +209,12 @@ macro_rules! string_encoded {
 
 // A NamespacedName's pattern depends on where it is used (provider references require the
 // namespace); the fields that need one say so with `#[schemars(regex(...))]`.
-string_encoded!(
-    NamespacedName,
-    "NamespacedName",
-    NamespacedName::to_canonical,
-    None
-);
-string_encoded!(
-    PipelineIdentifier,
-    "PipelineIdentifier",
-    |id| Ok(id.to_string()),
-    Some(PIPELINE_IDENTIFIER_PATTERN)
-);
-string_encoded!(
-    ArtifactPath,
-    "ArtifactPath",
-    |path| Ok(path.to_string()),
-    Some(ARTIFACT_PATH_PATTERN)
-);
+string_encoded!(NamespacedName, "NamespacedName", NamespacedName::to_canonical, None);
+string_encoded!(PipelineIdentifier, "PipelineIdentifier", |id| Ok(id.to_string()), Some(PIPELINE_IDENTIFIER_PATTERN));
+string_encoded!(ArtifactPath, "ArtifactPath", |path| Ok(path.to_string()), Some(ARTIFACT_PATH_PATTERN));
 
 /// The pattern upstream puts on every `spec.provider`: a namespace is mandatory in v1beta1.
-pub const PROVIDER_REFERENCE_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+pub const PROVIDER_REFERENCE_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 #[cfg(test)]
 mod tests {
@@ -275,49 +223,28 @@ mod tests {
 
     #[test]
     fn namespaced_name_forms() {
-        assert_eq!(
-            "n".parse::<NamespacedName>().unwrap(),
-            NamespacedName::new("", "n")
-        );
-        assert_eq!(
-            "ns/n".parse::<NamespacedName>().unwrap(),
-            NamespacedName::new("ns", "n")
-        );
+        assert_eq!("n".parse::<NamespacedName>().unwrap(), NamespacedName::new("", "n"));
+        assert_eq!("ns/n".parse::<NamespacedName>().unwrap(), NamespacedName::new("ns", "n"));
         for bad in ["/n", "ns/", "/", "a/b/c", "a//b", "//"] {
             let err = bad.parse::<NamespacedName>().unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
         assert_eq!(NamespacedName::new("", "n").to_canonical().unwrap(), "n");
-        assert_eq!(
-            NamespacedName::new("ns", "n").to_canonical().unwrap(),
-            "ns/n"
-        );
-        assert!(matches!(
-            NamespacedName::new("ns", "").to_canonical(),
-            Err(NameError::MissingName { .. })
-        ));
+        assert_eq!(NamespacedName::new("ns", "n").to_canonical().unwrap(), "ns/n");
+        assert!(matches!(NamespacedName::new("ns", "").to_canonical(), Err(NameError::MissingName { .. })));
         assert!(serde_json::to_string(&NamespacedName::new("ns", "")).is_err());
-        assert_eq!(
-            NamespacedName::new("", "rc").with_default_namespace("team"),
-            NamespacedName::new("team", "rc")
-        );
+        assert_eq!(NamespacedName::new("", "rc").with_default_namespace("team"), NamespacedName::new("team", "rc"));
     }
 
     #[test]
     fn pipeline_identifier_forms() {
-        assert_eq!(
-            "p".parse::<PipelineIdentifier>().unwrap(),
-            PipelineIdentifier::new("p", None)
-        );
+        assert_eq!("p".parse::<PipelineIdentifier>().unwrap(), PipelineIdentifier::new("p", None));
         assert_eq!(
             "p-1:v1-abc.2_x".parse::<PipelineIdentifier>().unwrap(),
             PipelineIdentifier::new("p-1", Some("v1-abc.2_x".into()))
         );
         for bad in ["", ":v", "p:", "p:v:w", "p/q", "p v", "pé", "p:v/1", "p.q"] {
-            assert!(
-                bad.parse::<PipelineIdentifier>().is_err(),
-                "{bad:?} accepted"
-            );
+            assert!(bad.parse::<PipelineIdentifier>().is_err(), "{bad:?} accepted");
         }
     }
 
@@ -330,10 +257,7 @@ mod tests {
         assert_eq!(path.filter.as_deref(), Some("pushed == 1"));
         assert_eq!(path.to_string(), "Pusher:pushed_model:2[pushed == 1]");
         assert_eq!("a:b:".parse::<ArtifactPath>().unwrap().to_string(), "a:b:0");
-        assert_eq!(
-            "a:b[x]".parse::<ArtifactPath>().unwrap().to_string(),
-            "a:b:0[x]"
-        );
+        assert_eq!("a:b[x]".parse::<ArtifactPath>().unwrap().to_string(), "a:b:0[x]");
         for bad in [
             "",
             "a",

@@ -141,23 +141,20 @@ impl ObservedPipeline {
 /// namespace in input order; comparing the namespace too gives the same result wherever upstream's
 /// is deterministic.
 fn compare_parameters(a: &Parameter, b: &Parameter) -> Ordering {
-    a.name
-        .cmp(&b.name)
-        .then_with(|| a.value.cmp(&b.value))
-        .then_with(|| match (&a.value_from, &b.value_from) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Less,
-            (Some(_), None) => Ordering::Greater,
-            (Some(a), Some(b)) => {
-                let (a, b) = (&a.run_configuration_ref, &b.run_configuration_ref);
-                a.name
-                    .name
-                    .cmp(&b.name.name)
-                    .then_with(|| a.name.namespace.cmp(&b.name.namespace))
-                    .then_with(|| a.output_artifact.cmp(&b.output_artifact))
-                    .then_with(|| a.optional.cmp(&b.optional))
-            }
-        })
+    a.name.cmp(&b.name).then_with(|| a.value.cmp(&b.value)).then_with(|| match (&a.value_from, &b.value_from) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => {
+            let (a, b) = (&a.run_configuration_ref, &b.run_configuration_ref);
+            a.name
+                .name
+                .cmp(&b.name.name)
+                .then_with(|| a.name.namespace.cmp(&b.name.namespace))
+                .then_with(|| a.output_artifact.cmp(&b.output_artifact))
+                .then_with(|| a.optional.cmp(&b.optional))
+        }
+    })
 }
 
 fn write_parameter(hasher: &mut ObjectHasher, parameter: &Parameter) {
@@ -175,20 +172,10 @@ fn write_parameter(hasher: &mut ObjectHasher, parameter: &Parameter) {
 impl RunSpec {
     /// Upstream's `WriteRunSpec`: the part of a Run's hash that comes from its spec.
     pub fn write_to(&self, hasher: &mut ObjectHasher) {
-        hasher.write_str(
-            &self
-                .pipeline
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-        );
+        hasher.write_str(&self.pipeline.as_ref().map(ToString::to_string).unwrap_or_default());
         hasher.write_str(&self.experiment_name);
         hasher.write_list(&self.parameters, compare_parameters, write_parameter);
-        hasher.write_kv_list(
-            self.artifacts
-                .iter()
-                .map(|a| (a.name.as_str(), a.path.to_string())),
-        );
+        hasher.write_kv_list(self.artifacts.iter().map(|a| (a.name.as_str(), a.path.to_string())));
     }
 
     /// The version the `onChange: [runSpec]` trigger compares.
@@ -204,10 +191,7 @@ impl Run {
     pub fn compute_hash(&self) -> [u8; 20] {
         let mut hasher = ObjectHasher::new();
         self.spec.write_to(&mut hasher);
-        let pinned = self
-            .status
-            .as_ref()
-            .map(|s| s.dependencies.pipeline.version.as_str());
+        let pinned = self.status.as_ref().map(|s| s.dependencies.pipeline.version.as_str());
         hasher.write_str(pinned.unwrap_or_default());
         hasher.finish()
     }

@@ -69,29 +69,12 @@ impl RunSchedule {
     pub fn compute_hash(&self) -> [u8; 20] {
         let spec = &self.spec;
         let mut hasher = ObjectHasher::new();
-        hasher.write_str(
-            &spec
-                .pipeline
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-        );
+        hasher.write_str(&spec.pipeline.as_ref().map(ToString::to_string).unwrap_or_default());
         hasher.write_str(&spec.experiment_name);
-        hasher.write_kv_list(
-            spec.parameters
-                .iter()
-                .map(|p| (p.name.as_str(), p.value.clone())),
-        );
-        hasher.write_kv_list(
-            spec.artifacts
-                .iter()
-                .map(|a| (a.name.as_str(), a.path.to_string())),
-        );
+        hasher.write_kv_list(spec.parameters.iter().map(|p| (p.name.as_str(), p.value.clone())));
+        hasher.write_kv_list(spec.artifacts.iter().map(|a| (a.name.as_str(), a.path.to_string())));
         hasher.write_str(&spec.schedule.cron_expression);
-        for time in [&spec.schedule.start_time, &spec.schedule.end_time]
-            .into_iter()
-            .flatten()
-        {
+        for time in [&spec.schedule.start_time, &spec.schedule.end_time].into_iter().flatten() {
             hasher.write_str(&go_time_string(&time.0));
         }
         hasher.finish()

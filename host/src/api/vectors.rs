@@ -14,9 +14,7 @@ fn vector(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("no vector {name:?} in tests/hash-vectors/vectors.txt"))
 }
 
-use super::{
-    Experiment, Pipeline, Run, RunSchedule, hashing::ObjectHasher, hashing::short_version,
-};
+use super::{Experiment, Pipeline, Run, RunSchedule, hashing::ObjectHasher, hashing::short_version};
 
 fn pipeline(spec: serde_json::Value) -> Pipeline {
     serde_json::from_value(json!({

@@ -28,7 +28,7 @@ pub mod compiler {
 
 pub use provider::kfp::operator::host::{LogLevel, ProviderContext};
 pub use provider::kfp::operator::types::{
-    ComponentArtifacts, Error as PluginResultError, ExperimentDefinition, Framework, NamedValue,
-    OutputArtifact, PipelineDefinition, ProducedArtifact, RunDefinition, RunScheduleDefinition,
-    RunState, RunStatus, Schedule, TriggerIndicator,
+    ComponentArtifacts, Error as PluginResultError, ExperimentDefinition, Framework, NamedValue, OutputArtifact,
+    PipelineDefinition, ProducedArtifact, RunDefinition, RunScheduleDefinition, RunState, RunStatus, Schedule,
+    TriggerIndicator,
 };

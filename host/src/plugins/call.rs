@@ -9,8 +9,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{
     bindings::{
-        ExperimentDefinition, PipelineDefinition, PluginResultError, ProviderContext,
-        RunDefinition, RunScheduleDefinition, RunStatus,
+        ExperimentDefinition, PipelineDefinition, PluginResultError, ProviderContext, RunDefinition,
+        RunScheduleDefinition, RunStatus,
     },
     error::{PluginError, PluginErrorKind},
     http_policy::HttpPolicy,
@@ -25,47 +25,18 @@ use super::{
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "operation")]
 pub enum ProviderRequest {
-    CreatePipeline {
-        definition: PipelineDefinition,
-        compiled_pipeline: String,
-    },
-    UpdatePipeline {
-        id: String,
-        definition: PipelineDefinition,
-        compiled_pipeline: String,
-    },
-    DeletePipeline {
-        id: String,
-    },
-    CreateExperiment {
-        definition: ExperimentDefinition,
-    },
-    UpdateExperiment {
-        id: String,
-        definition: ExperimentDefinition,
-    },
-    DeleteExperiment {
-        id: String,
-    },
-    CreateRun {
-        definition: RunDefinition,
-    },
-    DeleteRun {
-        id: String,
-    },
-    RunStatus {
-        id: String,
-    },
-    CreateRunSchedule {
-        definition: RunScheduleDefinition,
-    },
-    UpdateRunSchedule {
-        id: String,
-        definition: RunScheduleDefinition,
-    },
-    DeleteRunSchedule {
-        id: String,
-    },
+    CreatePipeline { definition: PipelineDefinition, compiled_pipeline: String },
+    UpdatePipeline { id: String, definition: PipelineDefinition, compiled_pipeline: String },
+    DeletePipeline { id: String },
+    CreateExperiment { definition: ExperimentDefinition },
+    UpdateExperiment { id: String, definition: ExperimentDefinition },
+    DeleteExperiment { id: String },
+    CreateRun { definition: RunDefinition },
+    DeleteRun { id: String },
+    RunStatus { id: String },
+    CreateRunSchedule { definition: RunScheduleDefinition },
+    UpdateRunSchedule { id: String, definition: RunScheduleDefinition },
+    DeleteRunSchedule { id: String },
 }
 
 impl ProviderRequest {
@@ -108,10 +79,7 @@ impl ProviderResponse {
             Self::RunStatus(status) => {
                 let strings = status.artifacts.iter().flat_map(|component| {
                     std::iter::once(component.component.len()).chain(
-                        component
-                            .artifacts
-                            .iter()
-                            .map(|a| a.name.len() + a.location.len() + a.metadata_json.len()),
+                        component.artifacts.iter().map(|a| a.name.len() + a.location.len() + a.metadata_json.len()),
                     )
                 });
                 (strings.sum::<usize>() + status.message.as_ref().map_or(0, String::len)) as u64
@@ -132,19 +100,8 @@ pub struct PluginHandle {
 }
 
 impl PluginHandle {
-    pub fn new(
-        prepared: PreparedPlugin,
-        limits: Limits,
-        http_policy: HttpPolicy,
-        context: ProviderContext,
-    ) -> Self {
-        Self {
-            prepared,
-            limits,
-            http_policy,
-            context,
-            metrics: None,
-        }
+    pub fn new(prepared: PreparedPlugin, limits: Limits, http_policy: HttpPolicy, context: ProviderContext) -> Self {
+        Self { prepared, limits, http_policy, context, metrics: None }
     }
 
     pub fn with_metrics(mut self, metrics: Arc<PluginMetrics>) -> Self {
@@ -161,10 +118,7 @@ impl PluginHandle {
     }
 
     /// Calls a provider operation.
-    pub async fn call_provider(
-        &self,
-        request: &ProviderRequest,
-    ) -> Result<ProviderResponse, PluginError> {
+    pub async fn call_provider(&self, request: &ProviderRequest) -> Result<ProviderResponse, PluginError> {
         let PreparedWorld::Provider(pre) = &self.prepared.world else {
             return Err(self.wrong_kind("provider", request.operation()));
         };
@@ -174,61 +128,44 @@ impl PluginHandle {
                 let provider = pre.instantiate_async(&mut *store).await?;
                 let store = &mut *store;
                 Ok(match request {
-                    ProviderRequest::CreatePipeline {
-                        definition,
-                        compiled_pipeline,
-                    } => provider
+                    ProviderRequest::CreatePipeline { definition, compiled_pipeline } => provider
                         .call_create_pipeline(store, definition, compiled_pipeline)
                         .await?
                         .map(ProviderResponse::Id),
-                    ProviderRequest::UpdatePipeline {
-                        id,
-                        definition,
-                        compiled_pipeline,
-                    } => provider
+                    ProviderRequest::UpdatePipeline { id, definition, compiled_pipeline } => provider
                         .call_update_pipeline(store, id, definition, compiled_pipeline)
                         .await?
                         .map(ProviderResponse::Id),
-                    ProviderRequest::DeletePipeline { id } => provider
-                        .call_delete_pipeline(store, id)
-                        .await?
-                        .map(|()| ProviderResponse::Done),
-                    ProviderRequest::CreateExperiment { definition } => provider
-                        .call_create_experiment(store, definition)
-                        .await?
-                        .map(ProviderResponse::Id),
-                    ProviderRequest::UpdateExperiment { id, definition } => provider
-                        .call_update_experiment(store, id, definition)
-                        .await?
-                        .map(ProviderResponse::Id),
-                    ProviderRequest::DeleteExperiment { id } => provider
-                        .call_delete_experiment(store, id)
-                        .await?
-                        .map(|()| ProviderResponse::Done),
-                    ProviderRequest::CreateRun { definition } => provider
-                        .call_create_run(store, definition)
-                        .await?
-                        .map(ProviderResponse::Id),
-                    ProviderRequest::DeleteRun { id } => provider
-                        .call_delete_run(store, id)
-                        .await?
-                        .map(|()| ProviderResponse::Done),
-                    ProviderRequest::RunStatus { id } => provider
-                        .call_run_status(store, id)
-                        .await?
-                        .map(ProviderResponse::RunStatus),
-                    ProviderRequest::CreateRunSchedule { definition } => provider
-                        .call_create_run_schedule(store, definition)
-                        .await?
-                        .map(ProviderResponse::Id),
-                    ProviderRequest::UpdateRunSchedule { id, definition } => provider
-                        .call_update_run_schedule(store, id, definition)
-                        .await?
-                        .map(ProviderResponse::Id),
-                    ProviderRequest::DeleteRunSchedule { id } => provider
-                        .call_delete_run_schedule(store, id)
-                        .await?
-                        .map(|()| ProviderResponse::Done),
+                    ProviderRequest::DeletePipeline { id } => {
+                        provider.call_delete_pipeline(store, id).await?.map(|()| ProviderResponse::Done)
+                    }
+                    ProviderRequest::CreateExperiment { definition } => {
+                        provider.call_create_experiment(store, definition).await?.map(ProviderResponse::Id)
+                    }
+                    ProviderRequest::UpdateExperiment { id, definition } => {
+                        provider.call_update_experiment(store, id, definition).await?.map(ProviderResponse::Id)
+                    }
+                    ProviderRequest::DeleteExperiment { id } => {
+                        provider.call_delete_experiment(store, id).await?.map(|()| ProviderResponse::Done)
+                    }
+                    ProviderRequest::CreateRun { definition } => {
+                        provider.call_create_run(store, definition).await?.map(ProviderResponse::Id)
+                    }
+                    ProviderRequest::DeleteRun { id } => {
+                        provider.call_delete_run(store, id).await?.map(|()| ProviderResponse::Done)
+                    }
+                    ProviderRequest::RunStatus { id } => {
+                        provider.call_run_status(store, id).await?.map(ProviderResponse::RunStatus)
+                    }
+                    ProviderRequest::CreateRunSchedule { definition } => {
+                        provider.call_create_run_schedule(store, definition).await?.map(ProviderResponse::Id)
+                    }
+                    ProviderRequest::UpdateRunSchedule { id, definition } => {
+                        provider.call_update_run_schedule(store, id, definition).await?.map(ProviderResponse::Id)
+                    }
+                    ProviderRequest::DeleteRunSchedule { id } => {
+                        provider.call_delete_run_schedule(store, id).await?.map(|()| ProviderResponse::Done)
+                    }
                 })
             },
             ProviderResponse::size,
@@ -253,10 +190,7 @@ impl PluginHandle {
     }
 
     fn wrong_kind(&self, expected: &'static str, operation: &str) -> PluginError {
-        let kind = PluginErrorKind::WrongKind {
-            expected,
-            actual: self.prepared.world(),
-        };
+        let kind = PluginErrorKind::WrongKind { expected, actual: self.prepared.world() };
         PluginError::new(&self.prepared.id, Some(operation), kind)
     }
 
@@ -264,14 +198,11 @@ impl PluginHandle {
     async fn run<R>(
         &self,
         operation: &'static str,
-        invoke: impl AsyncFnOnce(
-            &mut Store<CallState>,
-        ) -> wasmtime::Result<Result<R, PluginResultError>>,
+        invoke: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<R, PluginResultError>>,
         output_size: impl Fn(&R) -> u64,
     ) -> Result<R, PluginError> {
         let id = &self.prepared.id;
-        let span =
-            tracing::info_span!("plugin_call", plugin = %id.name, sha256 = %id.sha256, operation);
+        let span = tracing::info_span!("plugin_call", plugin = %id.name, sha256 = %id.sha256, operation);
         let started = Instant::now();
         let timeout = self.limits.timeout;
         let state = CallState::new(
@@ -295,26 +226,15 @@ impl PluginHandle {
             }
         });
 
-        let outcome = tokio::time::timeout(timeout, invoke(&mut store))
-            .instrument(span.clone())
-            .await;
+        let outcome = tokio::time::timeout(timeout, invoke(&mut store)).instrument(span.clone()).await;
         let result = self.classify(operation, outcome, &store, &output_size);
         let state = store.data();
         if state.dropped_log_lines > 0 {
             tracing::warn!(parent: &span, dropped = state.dropped_log_lines, "plugin log lines over the per-call limit were dropped");
         }
         if let Some(metrics) = &self.metrics {
-            let outcome = result
-                .as_ref()
-                .map(|_| "ok")
-                .unwrap_or_else(PluginError::outcome);
-            metrics.observe(
-                &id.name,
-                operation,
-                outcome,
-                started.elapsed(),
-                state.limiter.peak,
-            );
+            let outcome = result.as_ref().map(|_| "ok").unwrap_or_else(PluginError::outcome);
+            metrics.observe(&id.name, operation, outcome, started.elapsed(), state.limiter.peak);
         }
         match &result {
             Ok(_) => {
@@ -330,10 +250,7 @@ impl PluginHandle {
     fn classify<R>(
         &self,
         operation: &'static str,
-        outcome: Result<
-            wasmtime::Result<Result<R, PluginResultError>>,
-            tokio::time::error::Elapsed,
-        >,
+        outcome: Result<wasmtime::Result<Result<R, PluginResultError>>, tokio::time::error::Elapsed>,
         store: &Store<CallState>,
         output_size: &impl Fn(&R) -> u64,
     ) -> Result<R, PluginError> {
@@ -351,22 +268,15 @@ impl PluginHandle {
             Err(_elapsed) => fail(PluginErrorKind::DeadlineExceeded(self.limits.timeout)),
             Ok(Err(error)) => fail(self.trap_kind(&error, state)),
             Ok(Ok(Err(plugin_error))) => fail(match plugin_error {
-                PluginResultError::Permanent(message) => {
-                    PluginErrorKind::Permanent(message + &refusals())
-                }
-                PluginResultError::Transient(message) => {
-                    PluginErrorKind::Transient(message + &refusals())
-                }
+                PluginResultError::Permanent(message) => PluginErrorKind::Permanent(message + &refusals()),
+                PluginResultError::Transient(message) => PluginErrorKind::Transient(message + &refusals()),
                 PluginResultError::Unsupported(message) => PluginErrorKind::Unsupported(message),
                 PluginResultError::NotFound(message) => PluginErrorKind::NotFound(message),
             }),
             Ok(Ok(Ok(value))) => {
                 let size = output_size(&value);
                 if size > self.limits.max_output_bytes {
-                    return fail(PluginErrorKind::OutputTooLarge {
-                        size,
-                        limit: self.limits.max_output_bytes,
-                    });
+                    return fail(PluginErrorKind::OutputTooLarge { size, limit: self.limits.max_output_bytes });
                 }
                 Ok(value)
             }
@@ -378,14 +288,10 @@ impl PluginHandle {
             return PluginErrorKind::DeadlineExceeded(self.limits.timeout);
         }
         if state.limiter.exceeded {
-            return PluginErrorKind::OutOfMemory {
-                limit: self.limits.memory_bytes,
-            };
+            return PluginErrorKind::OutOfMemory { limit: self.limits.memory_bytes };
         }
         let text = format!("{error:?}");
-        if text.contains("maximum concurrent")
-            || text.contains("pooling allocator") && text.contains("limit")
-        {
+        if text.contains("maximum concurrent") || text.contains("pooling allocator") && text.contains("limit") {
             return PluginErrorKind::Exhausted(format!("{error:#}"));
         }
         let mut message = shorten_backtrace(&text);
@@ -420,8 +326,8 @@ fn shorten_backtrace(text: &str) -> String {
 fn trap_hint(text: &str) -> Option<&'static str> {
     // Languages compiled to wasm32 keep their stack in linear memory below the data; running
     // off its end wraps the stack pointer to the top of the 32-bit address space.
-    let wrapped_stack = text.contains("out of bounds memory access")
-        && text.contains("memory fault at wasm address 0xffff");
+    let wrapped_stack =
+        text.contains("out of bounds memory access") && text.contains("memory fault at wasm address 0xffff");
     if text.contains("call stack exhausted") || wrapped_stack {
         Some("stack overflow: the plugin recursed too deeply (its stack ran out)")
     } else {

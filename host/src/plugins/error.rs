@@ -12,12 +12,7 @@ pub struct PluginId {
 
 impl fmt::Display for PluginId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "plugin {} (sha256:{})",
-            self.name,
-            &self.sha256[..self.sha256.len().min(12)]
-        )
+        write!(f, "plugin {} (sha256:{})", self.name, &self.sha256[..self.sha256.len().min(12)])
     }
 }
 
@@ -33,9 +28,7 @@ pub struct PluginError {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginErrorKind {
     /// Refused before compiling: the bytes are not the ones the Provider pins.
-    #[error(
-        "sha256 mismatch: the Provider pins sha256:{expected} but the plugin's bytes hash to sha256:{actual}"
-    )]
+    #[error("sha256 mismatch: the Provider pins sha256:{expected} but the plugin's bytes hash to sha256:{actual}")]
     DigestMismatch { expected: String, actual: String },
     #[error("not a valid WebAssembly component: {0}")]
     InvalidComponent(String),
@@ -44,19 +37,12 @@ pub enum PluginErrorKind {
     )]
     WorldMismatch(String),
     #[error("is a {actual} plugin, not a {expected} plugin")]
-    WrongKind {
-        expected: &'static str,
-        actual: &'static str,
-    },
+    WrongKind { expected: &'static str, actual: &'static str },
     #[error("the plugin trapped: {message}")]
     Trap { message: String },
-    #[error(
-        "deadline of {0:?} exceeded (raise limits.timeout if the operation is legitimately slow)"
-    )]
+    #[error("deadline of {0:?} exceeded (raise limits.timeout if the operation is legitimately slow)")]
     DeadlineExceeded(Duration),
-    #[error(
-        "out of memory: the instance needed more than {limit} bytes (raise limits.memory if legitimate)"
-    )]
+    #[error("out of memory: the instance needed more than {limit} bytes (raise limits.memory if legitimate)")]
     OutOfMemory { limit: u64 },
     #[error("output of {size} bytes exceeds the limit of {limit} bytes (limits.maxOutput)")]
     OutputTooLarge { size: u64, limit: u64 },
@@ -77,20 +63,13 @@ pub enum PluginErrorKind {
 
 impl PluginError {
     pub fn new(plugin: &PluginId, operation: Option<&str>, kind: PluginErrorKind) -> Self {
-        Self {
-            plugin: plugin.clone(),
-            operation: operation.map(str::to_owned),
-            kind,
-        }
+        Self { plugin: plugin.clone(), operation: operation.map(str::to_owned), kind }
     }
 
     /// Whether retrying the same call later may succeed. Traps, timeouts and memory exhaustion
     /// of a deterministic plugin are not retried: the same input fails the same way.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.kind,
-            PluginErrorKind::Transient(_) | PluginErrorKind::Exhausted(_)
-        )
+        matches!(self.kind, PluginErrorKind::Transient(_) | PluginErrorKind::Exhausted(_))
     }
 
     /// A short, stable label for metrics (`outcome`).
@@ -98,9 +77,7 @@ impl PluginError {
         match self.kind {
             PluginErrorKind::DigestMismatch { .. } => "digest_mismatch",
             PluginErrorKind::InvalidComponent(_) => "invalid_component",
-            PluginErrorKind::WorldMismatch(_) | PluginErrorKind::WrongKind { .. } => {
-                "world_mismatch"
-            }
+            PluginErrorKind::WorldMismatch(_) | PluginErrorKind::WrongKind { .. } => "world_mismatch",
             PluginErrorKind::Trap { .. } => "trap",
             PluginErrorKind::DeadlineExceeded(_) => "deadline_exceeded",
             PluginErrorKind::OutOfMemory { .. } => "out_of_memory",

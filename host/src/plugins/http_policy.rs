@@ -53,31 +53,20 @@ impl HostPattern {
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') || host.ends_with(']') => (
                 host.to_owned(),
-                Some(
-                    port.parse()
-                        .map_err(|_| format!("invalid port in allowedHosts entry {entry:?}"))?,
-                ),
+                Some(port.parse().map_err(|_| format!("invalid port in allowedHosts entry {entry:?}"))?),
             ),
             _ => (rest, None),
         };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         if host.is_empty() {
             return Err(format!("empty host in allowedHosts entry {entry:?}"));
         }
-        Ok(Self {
-            host,
-            wildcard,
-            port,
-        })
+        Ok(Self { host, wildcard, port })
     }
 
     fn matches(&self, host: &str, port: u16, default_port: u16) -> bool {
         let host_matches = if self.wildcard {
-            host.strip_suffix(&self.host)
-                .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+            host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
         } else {
             host == self.host
         };
@@ -85,11 +74,7 @@ impl HostPattern {
     }
 
     fn literal_ip(&self) -> Option<IpAddr> {
-        if self.wildcard {
-            None
-        } else {
-            self.host.parse().ok()
-        }
+        if self.wildcard { None } else { self.host.parse().ok() }
     }
 }
 
@@ -104,10 +89,7 @@ pub struct BoundCredential {
 impl std::fmt::Debug for BoundCredential {
     // Never print the secret, even in debug logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundCredential")
-            .field("host", &self.host)
-            .field("header", &self.header)
-            .finish()
+        f.debug_struct("BoundCredential").field("host", &self.host).field("header", &self.header).finish()
     }
 }
 
@@ -143,18 +125,12 @@ impl HttpPolicy {
             max_request_body_bytes,
             max_response_body_bytes,
         };
-        Self {
-            inner: Arc::new(inner),
-            refusals: Arc::default(),
-        }
+        Self { inner: Arc::new(inner), refusals: Arc::default() }
     }
 
     /// A copy for one call, with its own list of refusals.
     pub fn for_call(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            refusals: Arc::default(),
-        }
+        Self { inner: self.inner.clone(), refusals: Arc::default() }
     }
 
     /// Why requests of this call were refused.
@@ -169,18 +145,13 @@ fn check_address(ip: IpAddr, pattern: &HostPattern) -> Option<String> {
         return None;
     }
     let ip = match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     let (link_local, internal) = match ip {
         IpAddr::V4(v4) => (
             v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
+            v4.is_loopback() || v4.is_private() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64,
         ),
         IpAddr::V6(v6) => (
             v6.is_unicast_link_local() || v6.is_unspecified() || v6.is_multicast(),
@@ -203,22 +174,13 @@ fn check_address(ip: IpAddr, pattern: &HostPattern) -> Option<String> {
 
 impl PolicyConfig {
     /// The pattern that allows `host:port`, the addresses to check, or why it is refused.
-    async fn authorise(
-        &self,
-        host: &str,
-        port: u16,
-        default_port: u16,
-    ) -> Result<&HostPattern, String> {
+    async fn authorise(&self, host: &str, port: u16, default_port: u16) -> Result<&HostPattern, String> {
         let pattern = self
             .allowed
             .iter()
             .find(|p| p.matches(host, port, default_port))
             .ok_or_else(|| format!("{host}:{port} is not in allowedHosts"))?;
-        let addresses: Vec<IpAddr> = match host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
+        let addresses: Vec<IpAddr> = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
                 .await
@@ -243,15 +205,8 @@ impl WasiHttpHooks for HttpPolicy {
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), Error>> + Send>,
-                    ),
-                    Error,
-                >,
-            > + Send,
+        dyn Future<Output = Result<(Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
+            + Send,
     > {
         drop(fut);
         let config = self.inner.clone();
@@ -259,11 +214,7 @@ impl WasiHttpHooks for HttpPolicy {
         Box::new(async move {
             let uri = request.uri().clone();
             let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-            let default_port = if uri.scheme() == Some(&Scheme::HTTP) {
-                80
-            } else {
-                443
-            };
+            let default_port = if uri.scheme() == Some(&Scheme::HTTP) { 80 } else { 443 };
             let port = uri.port_u16().unwrap_or(default_port);
             if let Err(reason) = config.authorise(&host, port, default_port).await {
                 tracing::warn!(plugin = %config.plugin, %uri, %reason, "refused a plugin's outgoing HTTP request");
@@ -274,38 +225,26 @@ impl WasiHttpHooks for HttpPolicy {
             }
 
             let (mut parts, body) = request.into_parts();
-            for credential in config
-                .credentials
-                .iter()
-                .filter(|c| c.host.matches(&host, port, default_port))
-            {
-                parts
-                    .headers
-                    .insert(credential.header.clone(), credential.value.clone());
+            for credential in config.credentials.iter().filter(|c| c.host.matches(&host, port, default_port)) {
+                parts.headers.insert(credential.header.clone(), credential.value.clone());
             }
             let max_request = config.max_request_body_bytes;
             let body = Limited::new(body, max_request as usize)
                 .map_err(move |_| Error::HttpRequestBodySize(Some(max_request)))
                 .boxed_unsync();
             let options = Some(RequestOptions {
-                connect_timeout: options
-                    .and_then(|o| o.connect_timeout)
-                    .or(Some(DEFAULT_CONNECT_TIMEOUT)),
+                connect_timeout: options.and_then(|o| o.connect_timeout).or(Some(DEFAULT_CONNECT_TIMEOUT)),
                 ..options.unwrap_or_default()
             });
             let (response, io) =
-                wasmtime_wasi_http::default_send_request(Request::from_parts(parts, body), options)
-                    .await?;
+                wasmtime_wasi_http::default_send_request(Request::from_parts(parts, body), options).await?;
             let max_response = config.max_response_body_bytes;
             let response = response.map(|body| {
                 Limited::new(body, max_response as usize)
                     .map_err(move |_| Error::HttpResponseBodySize(Some(max_response)))
                     .boxed_unsync()
             });
-            Ok((
-                response,
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
+            Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>))
         })
     }
 }

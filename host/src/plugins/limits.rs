@@ -44,11 +44,7 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitsError {
     #[error("limits.{field}: {value:?} is not a valid {what}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        what: &'static str,
-    },
+    Invalid { field: &'static str, value: String, what: &'static str },
     #[error("limits.memory: {value} bytes is above the operator's maximum of {max} bytes")]
     MemoryTooLarge { value: u64, max: u64 },
 }
@@ -58,17 +54,13 @@ impl Limits {
     pub fn from_spec(spec: &PluginLimits) -> Result<Self, LimitsError> {
         let mut limits = Self::default();
         if let Some(memory) = &spec.memory {
-            limits.memory_bytes =
-                parse_quantity(&memory.0).ok_or_else(|| LimitsError::Invalid {
-                    field: "memory",
-                    value: memory.0.clone(),
-                    what: "quantity",
-                })?;
+            limits.memory_bytes = parse_quantity(&memory.0).ok_or_else(|| LimitsError::Invalid {
+                field: "memory",
+                value: memory.0.clone(),
+                what: "quantity",
+            })?;
             if limits.memory_bytes > MAX_MEMORY_BYTES {
-                return Err(LimitsError::MemoryTooLarge {
-                    value: limits.memory_bytes,
-                    max: MAX_MEMORY_BYTES,
-                });
+                return Err(LimitsError::MemoryTooLarge { value: limits.memory_bytes, max: MAX_MEMORY_BYTES });
             }
         }
         if let Some(timeout) = &spec.timeout {
@@ -79,12 +71,11 @@ impl Limits {
             })?;
         }
         if let Some(max_output) = &spec.max_output {
-            limits.max_output_bytes =
-                parse_quantity(&max_output.0).ok_or_else(|| LimitsError::Invalid {
-                    field: "maxOutput",
-                    value: max_output.0.clone(),
-                    what: "quantity",
-                })?;
+            limits.max_output_bytes = parse_quantity(&max_output.0).ok_or_else(|| LimitsError::Invalid {
+                field: "maxOutput",
+                value: max_output.0.clone(),
+                what: "quantity",
+            })?;
         }
         Ok(limits)
     }
@@ -93,9 +84,7 @@ impl Limits {
 /// A Kubernetes quantity in bytes (`64Mi`, `1G`, `512k`, `1048576`). Hand-written: the
 /// quantity crates parse into floats or pull in large dependency trees for this one use.
 pub fn parse_quantity(text: &str) -> Option<u64> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let multiplier: u64 = match suffix {
         "" => 1,
@@ -121,9 +110,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     while !rest.is_empty() {
         let number_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
         let (number, after) = rest.split_at(number_end);
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
+        let unit_end = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_end);
         let value: f64 = number.parse().ok()?;
         let seconds = match unit {
@@ -160,22 +147,13 @@ mod tests {
 
     #[test]
     fn spec_overrides_defaults() {
-        let spec = PluginLimits {
-            memory: Some(Quantity("128Mi".into())),
-            timeout: Some("5s".into()),
-            max_output: None,
-        };
+        let spec =
+            PluginLimits { memory: Some(Quantity("128Mi".into())), timeout: Some("5s".into()), max_output: None };
         let limits = Limits::from_spec(&spec).unwrap();
         assert_eq!(limits.memory_bytes, 128 << 20);
         assert_eq!(limits.timeout, Duration::from_secs(5));
         assert_eq!(limits.max_output_bytes, DEFAULT_MAX_OUTPUT_BYTES);
-        let too_big = PluginLimits {
-            memory: Some(Quantity("2Gi".into())),
-            ..Default::default()
-        };
-        assert!(matches!(
-            Limits::from_spec(&too_big),
-            Err(LimitsError::MemoryTooLarge { .. })
-        ));
+        let too_big = PluginLimits { memory: Some(Quantity("2Gi".into())), ..Default::default() };
+        assert!(matches!(Limits::from_spec(&too_big), Err(LimitsError::MemoryTooLarge { .. })));
     }
 }

@@ -13,6 +13,7 @@ use super::{
         compiler::CompilerPre,
         provider::{Provider, ProviderPre},
     },
+    cache::CompiledCache,
     error::{PluginError, PluginErrorKind, PluginId},
     limits::MAX_MEMORY_BYTES,
     state::CallState,
@@ -36,6 +37,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> wasmtime::Result<Self> {
+        install_crypto_provider();
         let engine = Engine::new(&engine_config())?;
         spawn_epoch_ticker(&engine);
 
@@ -45,64 +47,58 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Provider::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
-        Ok(Self {
-            engine,
-            linker: Arc::new(linker),
-        })
+        Ok(Self { engine, linker: Arc::new(linker) })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
-    /// Compiles `bytes` after checking they hash to `expected_sha256`. Never compiles bytes
+    /// Compiles `bytes` after checking they hash to the digest in `id`. Never compiles bytes
     /// that do not match.
     pub fn compile(&self, id: &PluginId, bytes: &[u8]) -> Result<Component, PluginError> {
-        verify_digest(id, bytes)?;
-        if !wasmparser_is_component(bytes) {
-            return Err(PluginError::new(id, None, PluginErrorKind::InvalidComponent(
-                "the bytes are not a WebAssembly component (a core module or not Wasm at all); build for wasm32-wasip2".into(),
-            )));
+        check_component_bytes(id, bytes)?;
+        Component::new(&self.engine, bytes).map_err(|e| invalid(id, e))
+    }
+
+    /// Like [`Sandbox::load`], through the compiled cache: the digest is always checked, and
+    /// compilation happens only on a cache miss.
+    pub fn load_cached(
+        &self,
+        id: &PluginId,
+        bytes: &[u8],
+        cache: &CompiledCache,
+    ) -> Result<(PreparedPlugin, CacheOutcome), PluginError> {
+        check_component_bytes(id, bytes)?;
+        if let Some(component) = cache.load(&self.engine, &id.sha256) {
+            return Ok((self.prepare(id, &component)?, CacheOutcome::Hit));
         }
-        Component::new(&self.engine, bytes).map_err(|e| {
-            PluginError::new(
-                id,
-                None,
-                PluginErrorKind::InvalidComponent(format!("{e:#}")),
-            )
-        })
+        let compiled = self.engine.precompile_component(bytes).map_err(|e| invalid(id, e))?;
+        if let Err(error) = cache.store(&id.sha256, &compiled) {
+            tracing::warn!(plugin = %id.name, %error, "could not cache the compiled plugin; it will be recompiled after a restart");
+        }
+        // SAFETY: `compiled` was produced just now by this engine's `precompile_component`.
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| invalid(id, e))?;
+        Ok((self.prepare(id, &component)?, CacheOutcome::Miss))
     }
 
     /// Links `component` and checks which world it implements.
-    pub fn prepare(
-        &self,
-        id: &PluginId,
-        component: &Component,
-    ) -> Result<PreparedPlugin, PluginError> {
-        let pre: InstancePre<CallState> = self.linker.instantiate_pre(component).map_err(|e| {
-            PluginError::new(id, None, PluginErrorKind::WorldMismatch(format!("{e:#}")))
-        })?;
+    pub fn prepare(&self, id: &PluginId, component: &Component) -> Result<PreparedPlugin, PluginError> {
+        let pre: InstancePre<CallState> = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginError::new(id, None, PluginErrorKind::WorldMismatch(format!("{e:#}"))))?;
         let world = match ProviderPre::new(pre.clone()) {
             Ok(provider) => PreparedWorld::Provider(provider),
             Err(provider_error) => match CompilerPre::new(pre) {
                 Ok(compiler) => PreparedWorld::Compiler(compiler),
                 Err(compiler_error) => {
-                    let cause = format!(
-                        "as a provider: {provider_error:#}; as a compiler: {compiler_error:#}"
-                    );
-                    return Err(PluginError::new(
-                        id,
-                        None,
-                        PluginErrorKind::WorldMismatch(cause),
-                    ));
+                    let cause = format!("as a provider: {provider_error:#}; as a compiler: {compiler_error:#}");
+                    return Err(PluginError::new(id, None, PluginErrorKind::WorldMismatch(cause)));
                 }
             },
         };
-        Ok(PreparedPlugin {
-            id: id.clone(),
-            world,
-            sandbox: self.clone(),
-        })
+        Ok(PreparedPlugin { id: id.clone(), world, sandbox: self.clone() })
     }
 
     /// Compiles and prepares in one step.
@@ -139,25 +135,33 @@ impl PreparedPlugin {
 
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn verify_digest(id: &PluginId, bytes: &[u8]) -> Result<(), PluginError> {
+/// Whether a load compiled the plugin or found it in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+}
+
+/// The checks before any compilation: the digest, then the component header.
+fn check_component_bytes(id: &PluginId, bytes: &[u8]) -> Result<(), PluginError> {
     let actual = sha256_hex(bytes);
     if actual != id.sha256 {
-        return Err(PluginError::new(
-            id,
-            None,
-            PluginErrorKind::DigestMismatch {
-                expected: id.sha256.clone(),
-                actual,
-            },
-        ));
+        let kind = PluginErrorKind::DigestMismatch { expected: id.sha256.clone(), actual };
+        return Err(PluginError::new(id, None, kind));
+    }
+    if !wasmparser_is_component(bytes) {
+        let cause =
+            "the bytes are not a WebAssembly component (a core module or not Wasm at all); build for wasm32-wasip2";
+        return Err(PluginError::new(id, None, PluginErrorKind::InvalidComponent(cause.into())));
     }
     Ok(())
+}
+
+fn invalid(id: &PluginId, error: wasmtime::Error) -> PluginError {
+    PluginError::new(id, None, PluginErrorKind::InvalidComponent(format!("{error:#}")))
 }
 
 /// A component starts with the Wasm magic and layer 1 (core modules have layer 0).
@@ -181,6 +185,13 @@ fn engine_config() -> Config {
         .max_memory_size(MAX_MEMORY_BYTES as usize);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// Two rustls crypto providers are linked in (ring through kube, aws-lc-rs through the OCI
+/// client), so rustls cannot pick a process default by itself, and wasi-http's TLS client needs
+/// one. Installing it twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Advances the engine's epoch every tick for as long as the engine exists.

@@ -72,28 +72,19 @@ impl CallState {
 
     /// What the plugin wrote to stderr, lossily decoded.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_owned()
+        String::from_utf8_lossy(&self.stderr.contents()).trim().to_owned()
     }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.http_policy,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_policy }
     }
 }
 
@@ -106,10 +97,7 @@ impl operator::host::Host for CallState {
         self.log_lines += 1;
         let mut message = message;
         if message.len() > MAX_LOG_LINE_BYTES {
-            let cut = (0..=MAX_LOG_LINE_BYTES)
-                .rev()
-                .find(|&i| message.is_char_boundary(i))
-                .unwrap_or(0);
+            let cut = (0..=MAX_LOG_LINE_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
             message.truncate(cut);
             message.push('…');
         }
@@ -142,22 +130,12 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     fn new(limit: u64) -> Self {
-        Self {
-            limit,
-            total: 0,
-            peak: 0,
-            exceeded: false,
-        }
+        Self { limit, total: 0, peak: 0, exceeded: false }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let total = self.total - current as u64 + desired as u64;
         if total > self.limit {
             // Refuse the growth: memory.grow returns -1 and the guest's allocator fails, which
@@ -170,12 +148,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables hold function references; a million is far beyond any real component.
         Ok(desired <= 1_000_000)
     }

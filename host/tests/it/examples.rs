@@ -16,10 +16,7 @@ use crate::support::{dynamic_api, setup};
 async fn every_example_is_accepted_and_reads_back() {
     let (client, namespace) = setup("examples").await;
     let dir = kfp_test_support::repo_root().join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.retain(|path| path.extension().is_some_and(|ext| ext == "yaml"));
     files.sort();
 
@@ -49,15 +46,8 @@ async fn every_example_is_accepted_and_reads_back() {
                 }
                 "Provider" => {
                     let provider = apply::<Provider>(&client, &namespace, &object, &context).await;
-                    let plugin = provider
-                        .spec
-                        .plugin
-                        .expect("example Providers name a plugin");
-                    plugin_sources_seen.push(if plugin.config_map.is_some() {
-                        "configMap"
-                    } else {
-                        "oci"
-                    });
+                    let plugin = provider.spec.plugin.expect("example Providers name a plugin");
+                    plugin_sources_seen.push(if plugin.config_map.is_some() { "configMap" } else { "oci" });
                 }
                 other => panic!("{context}: unexpected kind {other:?}"),
             }
@@ -66,23 +56,9 @@ async fn every_example_is_accepted_and_reads_back() {
     }
     kinds_seen.sort();
     kinds_seen.dedup();
-    assert_eq!(
-        kinds_seen,
-        [
-            "Experiment",
-            "Pipeline",
-            "Provider",
-            "Run",
-            "RunConfiguration",
-            "RunSchedule"
-        ]
-    );
+    assert_eq!(kinds_seen, ["Experiment", "Pipeline", "Provider", "Run", "RunConfiguration", "RunSchedule"]);
     plugin_sources_seen.sort();
-    assert_eq!(
-        plugin_sources_seen,
-        ["configMap", "oci"],
-        "one example Provider per plugin source"
-    );
+    assert_eq!(plugin_sources_seen, ["configMap", "oci"], "one example Provider per plugin source");
 }
 
 /// Creates the example, then reads it back typed and checks the spec survived the round trip.
@@ -94,8 +70,7 @@ where
         + std::fmt::Debug
         + HasSpec,
 {
-    let expected: K =
-        serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("{context}: {e}"));
+    let expected: K = serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("{context}: {e}"));
     let dynamic: DynamicObject = serde_json::from_value(object.clone()).unwrap();
     dynamic_api::<K>(client, namespace)
         .create(&PostParams::default(), &dynamic)
@@ -103,10 +78,7 @@ where
         .unwrap_or_else(|e| panic!("{context} was refused by the API server: {e}"));
     let typed: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object["metadata"]["name"].as_str().unwrap();
-    let stored = typed
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("{context}: reading back: {e}"));
+    let stored = typed.get(name).await.unwrap_or_else(|e| panic!("{context}: reading back: {e}"));
     assert_eq!(
         stored.spec_json(),
         expected.spec_json(),
@@ -129,11 +101,4 @@ macro_rules! has_spec {
         }
     )*};
 }
-has_spec!(
-    Pipeline,
-    Experiment,
-    Run,
-    RunConfiguration,
-    RunSchedule,
-    Provider
-);
+has_spec!(Pipeline, Experiment, Run, RunConfiguration, RunSchedule, Provider);

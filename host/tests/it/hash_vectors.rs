@@ -13,17 +13,8 @@ fn committed_vectors_match_the_go_program() {
         .env("GOTOOLCHAIN", "local")
         .env("GOFLAGS", "-mod=readonly")
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "running `go run .` in {}: {e}; install Go >= 1.26",
-                dir.display()
-            )
-        });
-    assert!(
-        output.status.success(),
-        "the Go vector program failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .unwrap_or_else(|e| panic!("running `go run .` in {}: {e}; install Go >= 1.26", dir.display()));
+    assert!(output.status.success(), "the Go vector program failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let committed = std::fs::read_to_string(dir.join("vectors.txt")).unwrap();
     assert_eq!(String::from_utf8(output.stdout).unwrap(), committed);
 }

@@ -33,15 +33,9 @@ async fn table_for<K: Resource<DynamicType = ()>>(
     status: Value,
 ) -> (Vec<String>, Vec<Value>) {
     let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-    create::<K>(client, namespace, object)
-        .await
-        .expect("created");
+    create::<K>(client, namespace, object).await.expect("created");
     dynamic_api::<K>(client, namespace)
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
         .await
         .expect("status written");
 
@@ -51,16 +45,9 @@ async fn table_for<K: Resource<DynamicType = ()>>(
         .body(Vec::new())
         .unwrap();
     let table: Value = client.request(request).await.expect("a table");
-    let columns = table["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_owned())
-        .collect();
-    let cells = table["rows"][0]["cells"]
-        .as_array()
-        .expect("one row")
-        .clone();
+    let columns =
+        table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+    let cells = table["rows"][0]["cells"].as_array().expect("one row").clone();
     (columns, cells)
 }
 
@@ -89,25 +76,15 @@ async fn assert_table<K: Resource<DynamicType = ()>>(
     assert_eq!(cells, expected_cells, "{} cells", K::kind(&()));
 }
 
-const SYNCHRONISED_CELLS: [(&str, &str); 3] = [
-    ("Provider", "team/kfp"),
-    ("SynchronizationState", "Succeeded"),
-    ("Version", "v1-abc123"),
-];
+const SYNCHRONISED_CELLS: [(&str, &str); 3] =
+    [("Provider", "team/kfp"), ("SynchronizationState", "Succeeded"), ("Version", "v1-abc123")];
 
 #[tokio::test]
 async fn pipeline_columns() {
     let (client, ns) = setup("columns-pipeline").await;
     let spec = json!({ "provider": "team/kfp", "image": "img:v1", "framework": { "name": "tfx", "parameters": {} } });
     let pipeline = object("Pipeline", "p", spec);
-    assert_table::<Pipeline>(
-        &client,
-        &ns,
-        pipeline,
-        synchronised_status(),
-        &SYNCHRONISED_CELLS,
-    )
-    .await;
+    assert_table::<Pipeline>(&client, &ns, pipeline, synchronised_status(), &SYNCHRONISED_CELLS).await;
 }
 
 #[tokio::test]
@@ -126,43 +103,21 @@ async fn run_schedule_and_experiment_columns() {
     let (client, ns) = setup("columns-schedule").await;
     let spec = json!({ "provider": "team/kfp", "schedule": { "cronExpression": "0 0 * * *" } });
     let schedule = object("RunSchedule", "s", spec);
-    assert_table::<RunSchedule>(
-        &client,
-        &ns,
-        schedule,
-        synchronised_status(),
-        &SYNCHRONISED_CELLS,
-    )
-    .await;
+    assert_table::<RunSchedule>(&client, &ns, schedule, synchronised_status(), &SYNCHRONISED_CELLS).await;
 
     let mut status = synchronised_status();
     status["conditions"] = synchronized("Deleting");
-    let experiment = object(
-        "Experiment",
-        "e",
-        json!({ "provider": "team/kfp", "description": "d" }),
-    );
-    let expected = [
-        ("Provider", "team/kfp"),
-        ("SynchronizationState", "Deleting"),
-        ("Version", "v1-abc123"),
-    ];
+    let experiment = object("Experiment", "e", json!({ "provider": "team/kfp", "description": "d" }));
+    let expected = [("Provider", "team/kfp"), ("SynchronizationState", "Deleting"), ("Version", "v1-abc123")];
     assert_table::<Experiment>(&client, &ns, experiment, status, &expected).await;
 }
 
 #[tokio::test]
 async fn run_configuration_and_provider_columns() {
     let (client, ns) = setup("columns-rc").await;
-    let rc = object(
-        "RunConfiguration",
-        "rc",
-        json!({ "run": { "provider": "team/kfp" } }),
-    );
+    let rc = object("RunConfiguration", "rc", json!({ "run": { "provider": "team/kfp" } }));
     let status = json!({ "provider": "team/kfp", "conditions": synchronized("Updating") });
-    let expected = [
-        ("SynchronizationState", "Updating"),
-        ("Provider", "team/kfp"),
-    ];
+    let expected = [("SynchronizationState", "Updating"), ("Provider", "team/kfp")];
     assert_table::<RunConfiguration>(&client, &ns, rc, status, &expected).await;
 
     let spec = json!({
@@ -171,12 +126,5 @@ async fn run_configuration_and_provider_columns() {
     });
     let status = json!({ "conditions": synchronized("Failed") });
     let provider = object("Provider", "kfp", spec);
-    assert_table::<Provider>(
-        &client,
-        &ns,
-        provider,
-        status,
-        &[("SynchronizationState", "Failed")],
-    )
-    .await;
+    assert_table::<Provider>(&client, &ns, provider, status, &[("SynchronizationState", "Failed")]).await;
 }

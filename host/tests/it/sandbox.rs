@@ -8,11 +8,8 @@ use std::{
 };
 
 use kfp_operator::plugins::{
-    Limits, PluginError, PluginErrorKind, PluginHandle, PluginId, ProviderRequest,
-    ProviderResponse, Sandbox,
-    bindings::{
-        Framework, PipelineDefinition, ProviderContext, RunDefinition, RunState, TriggerIndicator,
-    },
+    Limits, PluginError, PluginErrorKind, PluginHandle, PluginId, ProviderRequest, ProviderResponse, Sandbox,
+    bindings::{Framework, PipelineDefinition, ProviderContext, RunDefinition, RunState, TriggerIndicator},
     http_policy::HttpPolicy,
     sha256_hex,
 };
@@ -34,13 +31,8 @@ pub fn context(parameters_json: &str) -> ProviderContext {
 
 pub fn load(name: &str, limits: Limits, policy: HttpPolicy, parameters_json: &str) -> PluginHandle {
     let bytes = plugins::bytes(name);
-    let id = PluginId {
-        name: format!("test/{name}"),
-        sha256: sha256_hex(&bytes),
-    };
-    let prepared = sandbox()
-        .load(&id, &bytes)
-        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    let id = PluginId { name: format!("test/{name}"), sha256: sha256_hex(&bytes) };
+    let prepared = sandbox().load(&id, &bytes).unwrap_or_else(|e| panic!("loading {name}: {e}"));
     PluginHandle::new(prepared, limits, policy, context(parameters_json))
 }
 
@@ -50,27 +42,16 @@ pub fn pipeline(name: &str, image: &str) -> PipelineDefinition {
         version: "v1-abc123".into(),
         image: image.into(),
         env: vec![],
-        framework: Framework {
-            name: "tfx".into(),
-            parameters_json: r#"{"components":"m.f"}"#.into(),
-        },
+        framework: Framework { name: "tfx".into(), parameters_json: r#"{"components":"m.f"}"#.into() },
     }
 }
 
 pub fn create_pipeline(name: &str, image: &str) -> ProviderRequest {
-    ProviderRequest::CreatePipeline {
-        definition: pipeline(name, image),
-        compiled_pipeline: "{}".into(),
-    }
+    ProviderRequest::CreatePipeline { definition: pipeline(name, image), compiled_pipeline: "{}".into() }
 }
 
 fn stub() -> PluginHandle {
-    load(
-        "stub_provider",
-        Limits::default(),
-        HttpPolicy::default(),
-        r#"{"runDurationSeconds": 0}"#,
-    )
+    load("stub_provider", Limits::default(), HttpPolicy::default(), r#"{"runDurationSeconds": 0}"#)
 }
 
 fn hostile(limits: Limits) -> PluginHandle {
@@ -78,10 +59,7 @@ fn hostile(limits: Limits) -> PluginHandle {
 }
 
 fn short_limits() -> Limits {
-    Limits {
-        timeout: Duration::from_millis(500),
-        ..Limits::default()
-    }
+    Limits { timeout: Duration::from_millis(500), ..Limits::default() }
 }
 
 #[track_caller]
@@ -89,56 +67,29 @@ fn expect_error<T: std::fmt::Debug>(result: Result<T, PluginError>) -> PluginErr
     let error = result.expect_err("the call should fail");
     // Every error names the plugin and its digest.
     let text = error.to_string();
-    assert!(
-        text.contains("plugin test/") && text.contains("sha256:"),
-        "{text}"
-    );
+    assert!(text.contains("plugin test/") && text.contains("sha256:"), "{text}");
     error
 }
 
 #[tokio::test]
 async fn stub_provider_answers_and_fails_on_magic_names() {
     let stub = stub();
-    let created = stub
-        .call_provider(&create_pipeline("penguin", "img:v1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        created,
-        ProviderResponse::Id("pipeline:team/penguin".into())
-    );
+    let created = stub.call_provider(&create_pipeline("penguin", "img:v1")).await.unwrap();
+    assert_eq!(created, ProviderResponse::Id("pipeline:team/penguin".into()));
 
-    let error = expect_error(
-        stub.call_provider(&create_pipeline("create-pipeline-fail", "img"))
-            .await,
-    );
-    assert!(
-        matches!(&error.kind, PluginErrorKind::Permanent(m) if m == "create pipeline failed"),
-        "{error}"
-    );
+    let error = expect_error(stub.call_provider(&create_pipeline("create-pipeline-fail", "img")).await);
+    assert!(matches!(&error.kind, PluginErrorKind::Permanent(m) if m == "create pipeline failed"), "{error}");
     assert!(!error.is_transient());
     assert_eq!(error.operation.as_deref(), Some("create-pipeline"));
 
-    let error = expect_error(
-        stub.call_provider(&create_pipeline("create-pipeline-transient", "img"))
-            .await,
-    );
-    assert!(
-        matches!(error.kind, PluginErrorKind::Transient(_)),
-        "{error}"
-    );
+    let error = expect_error(stub.call_provider(&create_pipeline("create-pipeline-transient", "img")).await);
+    assert!(matches!(error.kind, PluginErrorKind::Transient(_)), "{error}");
     assert!(error.is_transient());
 
     let error = expect_error(
-        stub.call_provider(&ProviderRequest::DeletePipeline {
-            id: "pipeline:team/delete-pipeline-fail".into(),
-        })
-        .await,
+        stub.call_provider(&ProviderRequest::DeletePipeline { id: "pipeline:team/delete-pipeline-fail".into() }).await,
     );
-    assert!(
-        matches!(&error.kind, PluginErrorKind::Permanent(m) if m == "delete pipeline failed"),
-        "{error}"
-    );
+    assert!(matches!(&error.kind, PluginErrorKind::Permanent(m) if m == "delete pipeline failed"), "{error}");
 }
 
 #[tokio::test]
@@ -159,188 +110,87 @@ async fn stub_runs_complete_with_artifacts() {
             source_namespace: String::new(),
         },
     };
-    let ProviderResponse::Id(id) = stub
-        .call_provider(&ProviderRequest::CreateRun { definition })
-        .await
-        .unwrap()
-    else {
+    let ProviderResponse::Id(id) = stub.call_provider(&ProviderRequest::CreateRun { definition }).await.unwrap() else {
         panic!("create-run returns an id");
     };
-    let ProviderResponse::RunStatus(status) = stub
-        .call_provider(&ProviderRequest::RunStatus { id })
-        .await
-        .unwrap()
+    let ProviderResponse::RunStatus(status) = stub.call_provider(&ProviderRequest::RunStatus { id }).await.unwrap()
     else {
         panic!("run-status returns a status");
     };
     assert_eq!(status.state, RunState::Succeeded);
-    let pusher = status
-        .artifacts
-        .iter()
-        .find(|c| c.component == "Pusher")
-        .expect("a Pusher artifact");
-    assert_eq!(
-        pusher.artifacts[0].location,
-        "gs://test-root/team/training/Pusher/pushed_model"
-    );
+    let pusher = status.artifacts.iter().find(|c| c.component == "Pusher").expect("a Pusher artifact");
+    assert_eq!(pusher.artifacts[0].location, "gs://test-root/team/training/Pusher/pushed_model");
     assert_eq!(pusher.artifacts[0].metadata_json, r#"{"pushed":1}"#);
 }
 
 #[tokio::test]
 async fn compiler_plugins_compile_and_refuse_provider_calls() {
-    let compiler = load(
-        "stub_compiler",
-        Limits::default(),
-        HttpPolicy::default(),
-        "{}",
-    );
+    let compiler = load("stub_compiler", Limits::default(), HttpPolicy::default(), "{}");
     assert_eq!(compiler.prepared().world(), "compiler");
-    let compiled = compiler
-        .compile(&pipeline("penguin", "img:v1"))
-        .await
-        .unwrap();
+    let compiled = compiler.compile(&pipeline("penguin", "img:v1")).await.unwrap();
     let compiled: serde_json::Value = serde_json::from_str(&compiled).unwrap();
     assert_eq!(compiled["pipelineInfo"]["name"], "team-penguin");
 
     // A component of the other world is refused by kind, with both worlds named.
     let error = expect_error(compiler.call_provider(&create_pipeline("p", "i")).await);
-    assert!(
-        error
-            .to_string()
-            .contains("is a compiler plugin, not a provider plugin"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("is a compiler plugin, not a provider plugin"), "{error}");
     let error = expect_error(stub().compile(&pipeline("p", "i")).await);
-    assert!(
-        error
-            .to_string()
-            .contains("is a provider plugin, not a compiler plugin"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("is a provider plugin, not a compiler plugin"), "{error}");
 }
 
 #[test]
 fn bad_bytes_are_refused_before_compiling() {
     let bytes = plugins::bytes("stub_provider");
-    let wrong_digest = PluginId {
-        name: "test/stub".into(),
-        sha256: "0".repeat(64),
-    };
-    let error = sandbox()
-        .load(&wrong_digest, &bytes)
-        .err()
-        .expect("a digest mismatch");
-    let PluginErrorKind::DigestMismatch { expected, actual } = &error.kind else {
-        panic!("{error}")
-    };
-    assert_eq!(
-        (expected.as_str(), actual.as_str()),
-        ("0".repeat(64).as_str(), sha256_hex(&bytes).as_str())
-    );
-    assert!(
-        error.to_string().contains(&sha256_hex(&bytes)),
-        "the message gives both digests: {error}"
-    );
+    let wrong_digest = PluginId { name: "test/stub".into(), sha256: "0".repeat(64) };
+    let error = sandbox().load(&wrong_digest, &bytes).err().expect("a digest mismatch");
+    let PluginErrorKind::DigestMismatch { expected, actual } = &error.kind else { panic!("{error}") };
+    assert_eq!((expected.as_str(), actual.as_str()), ("0".repeat(64).as_str(), sha256_hex(&bytes).as_str()));
+    assert!(error.to_string().contains(&sha256_hex(&bytes)), "the message gives both digests: {error}");
 
     for (what, bytes) in [
         ("corrupt", b"this is not wasm at all".to_vec()),
         ("core module", b"\0asm\x01\0\0\0".to_vec()),
         ("truncated component", bytes[..bytes.len() / 2].to_vec()),
     ] {
-        let id = PluginId {
-            name: format!("test/{what}"),
-            sha256: sha256_hex(&bytes),
-        };
-        let error = sandbox()
-            .load(&id, &bytes)
-            .err()
-            .unwrap_or_else(|| panic!("{what} was accepted"));
-        assert!(
-            matches!(error.kind, PluginErrorKind::InvalidComponent(_)),
-            "{what}: {error}"
-        );
+        let id = PluginId { name: format!("test/{what}"), sha256: sha256_hex(&bytes) };
+        let error = sandbox().load(&id, &bytes).err().unwrap_or_else(|| panic!("{what} was accepted"));
+        assert!(matches!(error.kind, PluginErrorKind::InvalidComponent(_)), "{what}: {error}");
     }
 }
 
 #[tokio::test]
 async fn an_infinite_loop_hits_the_deadline() {
     let started = Instant::now();
-    let error = expect_error(
-        hostile(short_limits())
-            .call_provider(&create_pipeline("loop", ""))
-            .await,
-    );
-    assert!(
-        matches!(error.kind, PluginErrorKind::DeadlineExceeded(d) if d == Duration::from_millis(500)),
-        "{error}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "stopped only after {:?}",
-        started.elapsed()
-    );
+    let error = expect_error(hostile(short_limits()).call_provider(&create_pipeline("loop", "")).await);
+    assert!(matches!(error.kind, PluginErrorKind::DeadlineExceeded(d) if d == Duration::from_millis(500)), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3), "stopped only after {:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn a_memory_bomb_runs_out_of_memory() {
-    let limits = Limits {
-        memory_bytes: 32 << 20,
-        ..short_limits()
-    };
-    let error = expect_error(
-        hostile(limits)
-            .call_provider(&create_pipeline("memory-bomb", ""))
-            .await,
-    );
-    assert!(
-        matches!(error.kind, PluginErrorKind::OutOfMemory { limit } if limit == 32 << 20),
-        "{error}"
-    );
-    assert!(
-        error.to_string().contains("limits.memory"),
-        "says which limit to raise: {error}"
-    );
+    let limits = Limits { memory_bytes: 32 << 20, ..short_limits() };
+    let error = expect_error(hostile(limits).call_provider(&create_pipeline("memory-bomb", "")).await);
+    assert!(matches!(error.kind, PluginErrorKind::OutOfMemory { limit } if limit == 32 << 20), "{error}");
+    assert!(error.to_string().contains("limits.memory"), "says which limit to raise: {error}");
 }
 
 #[tokio::test]
 async fn deep_recursion_and_panics_trap_with_a_message() {
     let hostile = hostile(short_limits());
-    let error = expect_error(
-        hostile
-            .call_provider(&create_pipeline("recursion", ""))
-            .await,
-    );
-    let PluginErrorKind::Trap { message } = &error.kind else {
-        panic!("{error}")
-    };
+    let error = expect_error(hostile.call_provider(&create_pipeline("recursion", "")).await);
+    let PluginErrorKind::Trap { message } = &error.kind else { panic!("{error}") };
     assert!(message.starts_with("stack overflow"), "{message}");
-    assert!(
-        message.contains("wasm backtrace"),
-        "the guest backtrace is kept: {message}"
-    );
-    assert!(
-        message.len() < 4096,
-        "the backtrace of deep recursion is shortened: {} bytes",
-        message.len()
-    );
+    assert!(message.contains("wasm backtrace"), "the guest backtrace is kept: {message}");
+    assert!(message.len() < 4096, "the backtrace of deep recursion is shortened: {} bytes", message.len());
 
     let error = expect_error(hostile.call_provider(&create_pipeline("panic", "")).await);
-    let PluginErrorKind::Trap { message } = &error.kind else {
-        panic!("{error}")
-    };
-    assert!(
-        message.contains("the hostile plugin panics on purpose"),
-        "the guest's panic message: {message}"
-    );
+    let PluginErrorKind::Trap { message } = &error.kind else { panic!("{error}") };
+    assert!(message.contains("the hostile plugin panics on purpose"), "the guest's panic message: {message}");
 }
 
 #[tokio::test]
 async fn oversized_output_is_refused() {
-    let error = expect_error(
-        hostile(Limits::default())
-            .call_provider(&create_pipeline("huge-output", ""))
-            .await,
-    );
+    let error = expect_error(hostile(Limits::default()).call_provider(&create_pipeline("huge-output", "")).await);
     assert!(
         matches!(error.kind, PluginErrorKind::OutputTooLarge { size, limit } if size == 16 << 20 && limit == 4 << 20),
         "{error}"
@@ -349,72 +199,43 @@ async fn oversized_output_is_refused() {
 
 #[tokio::test]
 async fn a_log_flood_is_capped_and_the_call_succeeds() {
-    let response = hostile(Limits::default())
-        .call_provider(&create_pipeline("log-flood", ""))
-        .await
-        .unwrap();
+    let response = hostile(Limits::default()).call_provider(&create_pipeline("log-flood", "")).await.unwrap();
     assert_eq!(response, ProviderResponse::Id("log-flood".into()));
 }
 
 /// Hostile calls run concurrently with good ones; the good ones keep answering promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_plugin_keeps_answering_while_hostile_ones_run() {
-    let hostile = Arc::new(hostile(Limits {
-        timeout: Duration::from_secs(2),
-        ..Limits::default()
-    }));
+    let hostile = Arc::new(hostile(Limits { timeout: Duration::from_secs(2), ..Limits::default() }));
     let mut attacks = Vec::new();
     for name in ["loop", "loop", "memory-bomb", "recursion"] {
         let hostile = hostile.clone();
-        attacks.push(tokio::spawn(async move {
-            hostile.call_provider(&create_pipeline(name, "")).await
-        }));
+        attacks.push(tokio::spawn(async move { hostile.call_provider(&create_pipeline(name, "")).await }));
     }
     let stub = stub();
     let started = Instant::now();
     for i in 0..50 {
-        let response = stub
-            .call_provider(&create_pipeline(&format!("p{i}"), "img"))
-            .await
-            .unwrap();
-        assert_eq!(
-            response,
-            ProviderResponse::Id(format!("pipeline:team/p{i}"))
-        );
+        let response = stub.call_provider(&create_pipeline(&format!("p{i}"), "img")).await.unwrap();
+        assert_eq!(response, ProviderResponse::Id(format!("pipeline:team/p{i}")));
     }
     let good_calls = started.elapsed();
     for attack in attacks {
         assert!(attack.await.unwrap().is_err());
     }
-    assert!(
-        good_calls < Duration::from_secs(2),
-        "50 good calls took {good_calls:?} beside the hostile ones"
-    );
+    assert!(good_calls < Duration::from_secs(2), "50 good calls took {good_calls:?} beside the hostile ones");
 }
 
 /// Resident memory after many hostile calls returns to where it was: instances' memory goes
 /// back to the pool and is released.
 #[tokio::test]
 async fn memory_returns_to_baseline_after_hostile_calls() {
-    let hostile = hostile(Limits {
-        memory_bytes: 128 << 20,
-        ..short_limits()
-    });
+    let hostile = hostile(Limits { memory_bytes: 128 << 20, ..short_limits() });
     // Warm up: the pool, the code and the allocator's first arenas.
-    let _ = hostile
-        .call_provider(&create_pipeline("memory-bomb", ""))
-        .await;
+    let _ = hostile.call_provider(&create_pipeline("memory-bomb", "")).await;
     let baseline = resident_bytes();
     for _ in 0..10 {
-        let error = expect_error(
-            hostile
-                .call_provider(&create_pipeline("memory-bomb", ""))
-                .await,
-        );
-        assert!(
-            matches!(error.kind, PluginErrorKind::OutOfMemory { .. }),
-            "{error}"
-        );
+        let error = expect_error(hostile.call_provider(&create_pipeline("memory-bomb", "")).await);
+        assert!(matches!(error.kind, PluginErrorKind::OutOfMemory { .. }), "{error}");
     }
     let after = resident_bytes();
     assert!(
@@ -428,10 +249,5 @@ async fn memory_returns_to_baseline_after_hostile_calls() {
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }

@@ -35,64 +35,35 @@ async fn pipeline_status_round_trips_through_the_subresource() {
     let generation = created.metadata.generation;
 
     let mut status = Status {
-        provider: ProviderAndId {
-            name: "team/kfp".parse().unwrap(),
-            id: "remote-1".into(),
-        },
+        provider: ProviderAndId { name: "team/kfp".parse().unwrap(), id: "remote-1".into() },
         version: created.compute_version(),
         observed_generation: generation,
         conditions: Vec::new(),
     };
     merge_condition(
         &mut status.conditions,
-        synchronized_condition(
-            SynchronizationState::Succeeded,
-            "",
-            generation,
-            time("2026-01-01T00:00:00Z"),
-        ),
+        synchronized_condition(SynchronizationState::Succeeded, "", generation, time("2026-01-01T00:00:00Z")),
     );
-    api.patch_status(
-        "p",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .unwrap();
+    api.patch_status("p", &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await.unwrap();
 
     let stored = api.get("p").await.unwrap();
     assert_eq!(stored.status.as_ref(), Some(&status));
-    assert_eq!(
-        stored.status.unwrap().synchronization_state(),
-        SynchronizationState::Succeeded
-    );
-    assert_eq!(
-        stored.metadata.generation, generation,
-        "a status write must not bump the generation"
-    );
+    assert_eq!(stored.status.unwrap().synchronization_state(), SynchronizationState::Succeeded);
+    assert_eq!(stored.metadata.generation, generation, "a status write must not bump the generation");
 
     // Status sent to the main resource is ignored; spec sent to the status subresource too.
     let mut changed = api.get("p").await.unwrap();
     changed.status.as_mut().unwrap().version = "tampered".into();
     changed.spec.image = "img:v2".into();
-    api.replace("p", &PostParams::default(), &changed)
-        .await
-        .unwrap();
+    api.replace("p", &PostParams::default(), &changed).await.unwrap();
     let stored = api.get("p").await.unwrap();
     assert_eq!(stored.status.as_ref().unwrap().version, status.version);
     assert_eq!(stored.spec.image, "img:v2");
-    assert_ne!(
-        stored.metadata.generation, generation,
-        "a spec change bumps the generation"
-    );
+    assert_ne!(stored.metadata.generation, generation, "a spec change bumps the generation");
 
-    api.patch_status(
-        "p",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": { "image": "img:v3" } })),
-    )
-    .await
-    .unwrap();
+    api.patch_status("p", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "image": "img:v3" } })))
+        .await
+        .unwrap();
     assert_eq!(api.get("p").await.unwrap().spec.image, "img:v2");
 }
 
@@ -119,19 +90,10 @@ async fn run_status_with_completion_and_dependencies() {
         "other/rc".into(),
         RunReference {
             provider_id: "run-7".into(),
-            artifacts: vec![Artifact {
-                name: "model".into(),
-                location: "gs://bucket/model".into(),
-            }],
+            artifacts: vec![Artifact { name: "model".into(), location: "gs://bucket/model".into() }],
         },
     );
-    api.patch_status(
-        "r",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .unwrap();
+    api.patch_status("r", &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await.unwrap();
     assert_eq!(api.get("r").await.unwrap().status, Some(status));
 }
 
@@ -147,22 +109,11 @@ async fn run_configuration_status_round_trips() {
     .unwrap();
     api.create(&PostParams::default(), &rc).await.unwrap();
 
-    let mut status = RunConfigurationStatus {
-        provider: "team/kfp".parse().unwrap(),
-        ..Default::default()
-    };
+    let mut status = RunConfigurationStatus { provider: "team/kfp".parse().unwrap(), ..Default::default() };
     status.latest_runs.succeeded.provider_id = "run-1".into();
     status.triggers.run_spec.version = "abc123".into();
-    status
-        .triggers
-        .run_configurations
-        .insert("team/upstream".into(), Default::default());
-    status
-        .triggers
-        .run_configurations
-        .get_mut("team/upstream")
-        .unwrap()
-        .provider_id = "run-0".into();
+    status.triggers.run_configurations.insert("team/upstream".into(), Default::default());
+    status.triggers.run_configurations.get_mut("team/upstream").unwrap().provider_id = "run-0".into();
     merge_condition(
         &mut status.conditions,
         synchronized_condition(
@@ -172,19 +123,10 @@ async fn run_configuration_status_round_trips() {
             time("2026-01-01T00:00:00Z"),
         ),
     );
-    api.patch_status(
-        "rc",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .unwrap();
+    api.patch_status("rc", &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await.unwrap();
     let stored = api.get("rc").await.unwrap().status.unwrap();
     assert_eq!(stored, status);
-    assert_eq!(
-        stored.synchronization_state(),
-        SynchronizationState::Updating
-    );
+    assert_eq!(stored.synchronization_state(), SynchronizationState::Updating);
 }
 
 /// Upstream's CRDs refuse a condition without a reason; so do ours.
@@ -203,9 +145,5 @@ async fn a_condition_without_reason_is_refused() {
         "type": "Synchronized", "status": "Unknown", "reason": "", "message": "",
         "lastTransitionTime": "2026-01-01T00:00:00Z",
     }]}});
-    assert_invalid(
-        api.patch_status("rc", &PatchParams::default(), &Patch::Merge(bad))
-            .await,
-        "reason",
-    );
+    assert_invalid(api.patch_status("rc", &PatchParams::default(), &Patch::Merge(bad)).await, "reason");
 }

@@ -31,37 +31,22 @@ fn reference_parameter() -> Value {
 #[tokio::test]
 async fn run_spec_is_immutable() {
     let (client, ns) = setup("cel-immutable").await;
-    create::<Run>(&client, &ns, object("Run", "r", run_spec()))
-        .await
-        .expect("a valid Run");
+    create::<Run>(&client, &ns, object("Run", "r", run_spec())).await.expect("a valid Run");
     let api = dynamic_api::<Run>(&client, &ns);
 
     let change = Patch::Merge(json!({ "spec": { "experimentName": "other" } }));
-    assert_invalid(
-        api.patch("r", &PatchParams::default(), &change).await,
-        "the spec of a Run is immutable",
-    );
+    assert_invalid(api.patch("r", &PatchParams::default(), &change).await, "the spec of a Run is immutable");
 
     // Metadata stays editable.
     let labels = Patch::Merge(json!({ "metadata": { "labels": { "team": "ml" } } }));
-    api.patch("r", &PatchParams::default(), &labels)
-        .await
-        .expect("labels can change");
+    api.patch("r", &PatchParams::default(), &labels).await.expect("labels can change");
 
     // A RunConfiguration's run template is the same type and must stay mutable.
-    create::<RunConfiguration>(
-        &client,
-        &ns,
-        object("RunConfiguration", "rc", json!({ "run": run_spec() })),
-    )
-    .await
-    .unwrap();
+    create::<RunConfiguration>(&client, &ns, object("RunConfiguration", "rc", json!({ "run": run_spec() })))
+        .await
+        .unwrap();
     dynamic_api::<RunConfiguration>(&client, &ns)
-        .patch(
-            "rc",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "run": { "experimentName": "x" } } })),
-        )
+        .patch("rc", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "run": { "experimentName": "x" } } })))
         .await
         .expect("a RunConfiguration's spec.run can change");
 }
@@ -75,17 +60,9 @@ async fn a_parameter_takes_value_or_value_from() {
 
     let mut spec = run_spec();
     spec["parameters"] = json!([both]);
+    assert_invalid(create::<Run>(&client, &ns, object("Run", "both", spec.clone())).await, message);
     assert_invalid(
-        create::<Run>(&client, &ns, object("Run", "both", spec.clone())).await,
-        message,
-    );
-    assert_invalid(
-        create::<RunConfiguration>(
-            &client,
-            &ns,
-            object("RunConfiguration", "both", json!({ "run": spec })),
-        )
-        .await,
+        create::<RunConfiguration>(&client, &ns, object("RunConfiguration", "both", json!({ "run": spec }))).await,
         message,
     );
 
@@ -95,23 +72,21 @@ async fn a_parameter_takes_value_or_value_from() {
     empty_value["value"] = json!("");
     let mut spec = run_spec();
     spec["parameters"] = json!([reference_parameter(), { "name": "x", "value": "1" }, empty_value]);
-    create::<Run>(&client, &ns, object("Run", "fine", spec))
-        .await
-        .expect("valid parameters");
+    create::<Run>(&client, &ns, object("Run", "fine", spec)).await.expect("valid parameters");
 }
 
 #[tokio::test]
 async fn duplicate_schedules_are_refused() {
     let (client, ns) = setup("cel-schedules").await;
     let daily = json!({ "cronExpression": "0 0 * * *", "startTime": "2026-01-01T00:00:00Z" });
-    let spec = json!({ "run": run_spec(), "triggers": { "schedules": [daily, { "cronExpression": "0 6 * * *" }, daily] } });
+    let spec =
+        json!({ "run": run_spec(), "triggers": { "schedules": [daily, { "cronExpression": "0 6 * * *" }, daily] } });
     assert_invalid(
         create::<RunConfiguration>(&client, &ns, object("RunConfiguration", "dup", spec)).await,
         "spec.triggers.schedules has duplicate entries",
     );
     let same_cron_other_window = json!({ "cronExpression": "0 0 * * *" });
-    let spec =
-        json!({ "run": run_spec(), "triggers": { "schedules": [daily, same_cron_other_window] } });
+    let spec = json!({ "run": run_spec(), "triggers": { "schedules": [daily, same_cron_other_window] } });
     create::<RunConfiguration>(&client, &ns, object("RunConfiguration", "distinct", spec))
         .await
         .expect("distinct schedules");
@@ -131,9 +106,7 @@ async fn duplicate_on_change_triggers_are_refused() {
         "supported values: \"pipeline\", \"runSpec\"",
     );
     let spec = json!({ "run": run_spec(), "triggers": { "onChange": ["pipeline", "runSpec"] } });
-    create::<RunConfiguration>(&client, &ns, object("RunConfiguration", "ok", spec))
-        .await
-        .expect("both triggers once");
+    create::<RunConfiguration>(&client, &ns, object("RunConfiguration", "ok", spec)).await.expect("both triggers once");
 }
 
 #[tokio::test]
@@ -145,36 +118,26 @@ async fn a_plugin_has_exactly_one_source() {
     let mut both = plugin();
     both["oci"] = json!({ "reference": format!("registry.local/p@sha256:{}", "b".repeat(64)) });
     for (name, bad) in [("neither", neither.clone()), ("both", both.clone())] {
-        assert_invalid(
-            create::<Provider>(&client, &ns, object("Provider", name, provider_spec(bad))).await,
-            message,
-        );
+        assert_invalid(create::<Provider>(&client, &ns, object("Provider", name, provider_spec(bad))).await, message);
     }
     // The same rule guards framework compiler plugins.
     let mut spec = provider_spec(plugin());
     spec["frameworks"] = json!([{ "name": "tfx", "plugin": both }]);
-    assert_invalid(
-        create::<Provider>(&client, &ns, object("Provider", "framework", spec)).await,
-        message,
-    );
+    assert_invalid(create::<Provider>(&client, &ns, object("Provider", "framework", spec)).await, message);
 
     let mut oci_only = both.clone();
     oci_only.as_object_mut().unwrap().remove("configMap");
     for (name, good) in [("configmap", plugin()), ("oci", oci_only)] {
-        create::<Provider>(&client, &ns, object("Provider", name, provider_spec(good)))
-            .await
-            .expect("one source");
+        create::<Provider>(&client, &ns, object("Provider", name, provider_spec(good))).await.expect("one source");
     }
 }
 
 #[tokio::test]
 async fn a_plugin_digest_is_64_lowercase_hex_digits() {
     let (client, ns) = setup("cel-digest").await;
-    for (name, digest) in [
-        ("short", "abc123".to_owned()),
-        ("upper", "A".repeat(64)),
-        ("prefixed", format!("sha256:{}", "a".repeat(57))),
-    ] {
+    for (name, digest) in
+        [("short", "abc123".to_owned()), ("upper", "A".repeat(64)), ("prefixed", format!("sha256:{}", "a".repeat(57)))]
+    {
         let mut bad = plugin();
         bad["sha256"] = json!(digest);
         assert_invalid(
@@ -185,12 +148,7 @@ async fn a_plugin_digest_is_64_lowercase_hex_digits() {
     let mut missing = plugin();
     missing.as_object_mut().unwrap().remove("sha256");
     assert_invalid(
-        create::<Provider>(
-            &client,
-            &ns,
-            object("Provider", "missing", provider_spec(missing)),
-        )
-        .await,
+        create::<Provider>(&client, &ns, object("Provider", "missing", provider_spec(missing))).await,
         "sha256",
     );
 }
@@ -202,19 +160,11 @@ async fn an_oci_reference_pins_a_digest() {
     for (name, reference) in [
         ("tag", "registry.local/kfp/provider:v1".to_owned()),
         ("short", "registry.local/kfp/provider@sha256:abc".to_owned()),
-        (
-            "algorithm",
-            format!("registry.local/kfp/provider@sha512:{}", "c".repeat(64)),
-        ),
+        ("algorithm", format!("registry.local/kfp/provider@sha512:{}", "c".repeat(64))),
     ] {
         let plugin = json!({ "oci": { "reference": reference }, "sha256": "a".repeat(64) });
         assert_invalid(
-            create::<Provider>(
-                &client,
-                &ns,
-                object("Provider", name, provider_spec(plugin)),
-            )
-            .await,
+            create::<Provider>(&client, &ns, object("Provider", name, provider_spec(plugin))).await,
             message,
         );
     }
@@ -224,32 +174,15 @@ async fn an_oci_reference_pins_a_digest() {
 async fn provider_references_need_a_namespace() {
     let (client, ns) = setup("pattern-provider").await;
     let framework = json!({ "name": "tfx", "parameters": {} });
-    for (name, provider) in [
-        ("no-namespace", "kfp"),
-        ("too-many", "a/b/c"),
-        ("upper", "Team/kfp"),
-    ] {
+    for (name, provider) in [("no-namespace", "kfp"), ("too-many", "a/b/c"), ("upper", "Team/kfp")] {
         let spec = json!({ "provider": provider, "image": "img", "framework": framework });
+        assert_invalid(create::<Pipeline>(&client, &ns, object("Pipeline", name, spec)).await, "spec.provider");
         assert_invalid(
-            create::<Pipeline>(&client, &ns, object("Pipeline", name, spec)).await,
+            create::<Experiment>(&client, &ns, object("Experiment", name, json!({ "provider": provider }))).await,
             "spec.provider",
         );
         assert_invalid(
-            create::<Experiment>(
-                &client,
-                &ns,
-                object("Experiment", name, json!({ "provider": provider })),
-            )
-            .await,
-            "spec.provider",
-        );
-        assert_invalid(
-            create::<RunSchedule>(
-                &client,
-                &ns,
-                object("RunSchedule", name, json!({ "provider": provider })),
-            )
-            .await,
+            create::<RunSchedule>(&client, &ns, object("RunSchedule", name, json!({ "provider": provider }))).await,
             "spec.provider",
         );
         let run = json!({ "run": { "provider": provider } });
@@ -263,43 +196,27 @@ async fn provider_references_need_a_namespace() {
 #[tokio::test]
 async fn pipeline_identifiers_follow_the_pattern() {
     let (client, ns) = setup("pattern-pipeline-id").await;
-    for (name, pipeline) in [
-        ("three-parts", "a:b:c"),
-        ("slash", "team/p"),
-        ("empty-version", "p:"),
-    ] {
+    for (name, pipeline) in [("three-parts", "a:b:c"), ("slash", "team/p"), ("empty-version", "p:")] {
         let spec = json!({ "provider": "team/kfp", "pipeline": pipeline });
-        assert_invalid(
-            create::<Run>(&client, &ns, object("Run", name, spec)).await,
-            "spec.pipeline",
-        );
+        assert_invalid(create::<Run>(&client, &ns, object("Run", name, spec)).await, "spec.pipeline");
     }
     let spec = json!({ "provider": "team/kfp", "pipeline": "penguin_1:v1-abc.2" });
-    create::<Run>(&client, &ns, object("Run", "pinned", spec))
-        .await
-        .expect("a pinned pipeline");
+    create::<Run>(&client, &ns, object("Run", "pinned", spec)).await.expect("a pinned pipeline");
 }
 
 #[tokio::test]
 async fn artifact_paths_follow_the_pattern() {
     let (client, ns) = setup("pattern-artifact").await;
-    for (name, path) in [
-        ("no-output", "Pusher"),
-        ("bad-index", "Pusher:model:x"),
-        ("open-filter", "Pusher:model[pushed"),
-    ] {
+    for (name, path) in
+        [("no-output", "Pusher"), ("bad-index", "Pusher:model:x"), ("open-filter", "Pusher:model[pushed")]
+    {
         let mut spec = run_spec();
         spec["artifacts"] = json!([{ "name": "model", "path": path }]);
-        assert_invalid(
-            create::<Run>(&client, &ns, object("Run", name, spec)).await,
-            "spec.artifacts[0].path",
-        );
+        assert_invalid(create::<Run>(&client, &ns, object("Run", name, spec)).await, "spec.artifacts[0].path");
     }
     let mut spec = run_spec();
     spec["artifacts"] = json!([{ "name": "model", "path": "Pusher:pushed_model:0[pushed == 1]" }]);
-    create::<Run>(&client, &ns, object("Run", "filtered", spec))
-        .await
-        .expect("a filtered path");
+    create::<Run>(&client, &ns, object("Run", "filtered", spec)).await.expect("a filtered path");
 }
 
 #[tokio::test]
@@ -307,14 +224,10 @@ async fn provider_fields_follow_their_patterns() {
     let (client, ns) = setup("pattern-provider-fields").await;
     let mut spec = provider_spec(plugin());
     spec["serviceAccount"] = json!("Not_A_Name");
-    assert_invalid(
-        create::<Provider>(&client, &ns, object("Provider", "sa", spec)).await,
-        "spec.serviceAccount",
-    );
+    assert_invalid(create::<Provider>(&client, &ns, object("Provider", "sa", spec)).await, "spec.serviceAccount");
 
     let mut spec = provider_spec(plugin());
-    spec["frameworks"] =
-        json!([{ "name": "tfx", "patches": [{ "type": "yaml", "payload": "{}" }] }]);
+    spec["frameworks"] = json!([{ "name": "tfx", "patches": [{ "type": "yaml", "payload": "{}" }] }]);
     assert_invalid(
         create::<Provider>(&client, &ns, object("Provider", "patch", spec)).await,
         "supported values: \"json\", \"merge\"",
@@ -323,24 +236,14 @@ async fn provider_fields_follow_their_patterns() {
     let mut with_scheme = plugin();
     with_scheme["allowedHosts"] = json!(["api.example.com", "https://api.example.com/v1"]);
     assert_invalid(
-        create::<Provider>(
-            &client,
-            &ns,
-            object("Provider", "hosts", provider_spec(with_scheme)),
-        )
-        .await,
+        create::<Provider>(&client, &ns, object("Provider", "hosts", provider_spec(with_scheme))).await,
         "spec.plugin.allowedHosts[1]",
     );
 
     let mut bad_timeout = plugin();
     bad_timeout["limits"] = json!({ "timeout": "ten seconds" });
     assert_invalid(
-        create::<Provider>(
-            &client,
-            &ns,
-            object("Provider", "timeout", provider_spec(bad_timeout)),
-        )
-        .await,
+        create::<Provider>(&client, &ns, object("Provider", "timeout", provider_spec(bad_timeout))).await,
         "spec.plugin.limits.timeout",
     );
 
@@ -349,7 +252,5 @@ async fn provider_fields_follow_their_patterns() {
     good["limits"] = json!({ "timeout": "1m30s", "memory": "64Mi", "maxOutput": "4Mi" });
     let mut spec = provider_spec(good);
     spec["serviceAccount"] = json!("kfp-provider");
-    create::<Provider>(&client, &ns, object("Provider", "fine", spec))
-        .await
-        .expect("a valid Provider");
+    create::<Provider>(&client, &ns, object("Provider", "fine", spec)).await.expect("a valid Provider");
 }

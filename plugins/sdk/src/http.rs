@@ -48,12 +48,7 @@ pub fn get(url: &str) -> Result<Response, Error> {
 }
 
 pub fn post_json(url: &str, json: &str) -> Result<Response, Error> {
-    request(
-        "POST",
-        url,
-        &[("content-type", "application/json")],
-        Some(json.as_bytes()),
-    )
+    request("POST", url, &[("content-type", "application/json")], Some(json.as_bytes()))
 }
 
 pub fn delete(url: &str) -> Result<Response, Error> {
@@ -62,19 +57,11 @@ pub fn delete(url: &str) -> Result<Response, Error> {
 
 /// Sends one request and reads the whole response. Transport failures (connection refused,
 /// timeouts, DNS) are transient; requests the operator refuses are permanent.
-pub fn request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-) -> Result<Response, Error> {
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Response, Error> {
     let (scheme, authority, path) = split_url(url)?;
-    let fields: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-        .collect();
-    let fields = Fields::from_list(&fields)
-        .map_err(|e| Error::Permanent(format!("invalid header: {e:?}")))?;
+    let fields: Vec<(String, Vec<u8>)> =
+        headers.iter().map(|(name, value)| (name.to_string(), value.as_bytes().to_vec())).collect();
+    let fields = Fields::from_list(&fields).map_err(|e| Error::Permanent(format!("invalid header: {e:?}")))?;
     let request = OutgoingRequest::new(fields);
     let method = match method {
         "GET" => Method::Get,
@@ -85,30 +72,16 @@ pub fn request(
         other => Method::Other(other.to_owned()),
     };
     let invalid = |what: &str| Error::Permanent(format!("invalid {what} in {url}"));
-    request
-        .set_method(&method)
-        .map_err(|()| invalid("method"))?;
-    request
-        .set_scheme(Some(&scheme))
-        .map_err(|()| invalid("scheme"))?;
-    request
-        .set_authority(Some(authority))
-        .map_err(|()| invalid("host"))?;
-    request
-        .set_path_with_query(Some(path))
-        .map_err(|()| invalid("path"))?;
+    request.set_method(&method).map_err(|()| invalid("method"))?;
+    request.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
+    request.set_authority(Some(authority)).map_err(|()| invalid("host"))?;
+    request.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
 
-    let outgoing_body = request
-        .body()
-        .map_err(|()| Error::Permanent("request body taken twice".into()))?;
+    let outgoing_body = request.body().map_err(|()| Error::Permanent("request body taken twice".into()))?;
     if let Some(body) = body {
-        let stream = outgoing_body
-            .write()
-            .map_err(|()| Error::Permanent("request body stream taken twice".into()))?;
+        let stream = outgoing_body.write().map_err(|()| Error::Permanent("request body stream taken twice".into()))?;
         for chunk in body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| stream_error(url, e))?;
+            stream.blocking_write_and_flush(chunk).map_err(|e| stream_error(url, e))?;
         }
     }
     let pending = outgoing_handler::handle(request, None).map_err(|e| transport_error(url, e))?;
@@ -122,12 +95,8 @@ pub fn request(
 
     let status = response.status();
     let headers = response.headers().entries();
-    let incoming = response
-        .consume()
-        .map_err(|()| Error::Transient(format!("{url}: response body unavailable")))?;
-    let stream = incoming
-        .stream()
-        .map_err(|()| Error::Transient(format!("{url}: response body unavailable")))?;
+    let incoming = response.consume().map_err(|()| Error::Transient(format!("{url}: response body unavailable")))?;
+    let stream = incoming.stream().map_err(|()| Error::Transient(format!("{url}: response body unavailable")))?;
     let mut body = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
@@ -137,24 +106,17 @@ pub fn request(
         }
     }
     drop(stream);
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 fn split_url(url: &str) -> Result<(Scheme, &str, &str), Error> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| Error::Permanent(format!("{url} is not an absolute http(s) URL")))?;
+    let (scheme, rest) =
+        url.split_once("://").ok_or_else(|| Error::Permanent(format!("{url} is not an absolute http(s) URL")))?;
     let scheme = match scheme {
         "https" => Scheme::Https,
         "http" => Scheme::Http,
         other => {
-            return Err(Error::Permanent(format!(
-                "{url}: unsupported scheme {other}"
-            )));
+            return Err(Error::Permanent(format!("{url}: unsupported scheme {other}")));
         }
     };
     let (authority, path) = match rest.find('/') {
@@ -167,18 +129,16 @@ fn split_url(url: &str) -> Result<(Scheme, &str, &str), Error> {
 /// The operator refuses a request with `HTTP-request-denied`; that will not change on retry.
 fn transport_error(url: &str, code: ErrorCode) -> Error {
     match code {
-        ErrorCode::HttpRequestDenied => Error::Permanent(format!(
-            "{url}: refused by the operator (host not in allowedHosts)"
-        )),
+        ErrorCode::HttpRequestDenied => {
+            Error::Permanent(format!("{url}: refused by the operator (host not in allowedHosts)"))
+        }
         other => Error::Transient(format!("{url}: {other:?}")),
     }
 }
 
 fn stream_error(url: &str, error: StreamError) -> Error {
     match error {
-        StreamError::LastOperationFailed(e) => {
-            Error::Transient(format!("{url}: {}", e.to_debug_string()))
-        }
+        StreamError::LastOperationFailed(e) => Error::Transient(format!("{url}: {}", e.to_debug_string())),
         StreamError::Closed => Error::Transient(format!("{url}: stream closed")),
     }
 }

@@ -40,9 +40,8 @@ pub mod provider {
 pub use provider::kfp::operator::{
     host::{LogLevel, ProviderContext},
     types::{
-        ComponentArtifacts, Error, ExperimentDefinition, Framework, NamedValue, OutputArtifact,
-        PipelineDefinition, ProducedArtifact, RunDefinition, RunScheduleDefinition, RunState,
-        RunStatus, Schedule, TriggerIndicator,
+        ComponentArtifacts, Error, ExperimentDefinition, Framework, NamedValue, OutputArtifact, PipelineDefinition,
+        ProducedArtifact, RunDefinition, RunScheduleDefinition, RunState, RunStatus, Schedule, TriggerIndicator,
     },
 };
 
@@ -64,10 +63,7 @@ fn unsupported(operation: &str) -> Error {
 /// ones your platform has. Each call runs in a fresh instance, so keep no state between calls,
 /// and make creates idempotent: a retried create must return what the first one made.
 pub trait Provider {
-    fn create_pipeline(
-        _definition: PipelineDefinition,
-        _compiled_pipeline: String,
-    ) -> Result<String, Error> {
+    fn create_pipeline(_definition: PipelineDefinition, _compiled_pipeline: String) -> Result<String, Error> {
         Err(unsupported("create-pipeline"))
     }
     fn update_pipeline(
@@ -101,10 +97,7 @@ pub trait Provider {
     fn create_run_schedule(_definition: RunScheduleDefinition) -> Result<String, Error> {
         Err(unsupported("create-run-schedule"))
     }
-    fn update_run_schedule(
-        _id: String,
-        _definition: RunScheduleDefinition,
-    ) -> Result<String, Error> {
+    fn update_run_schedule(_id: String, _definition: RunScheduleDefinition) -> Result<String, Error> {
         Err(unsupported("update-run-schedule"))
     }
     fn delete_run_schedule(_id: String) -> Result<(), Error> {
@@ -119,17 +112,10 @@ macro_rules! export_provider {
         struct __KfpProviderExports;
 
         impl $crate::provider::Guest for __KfpProviderExports {
-            fn create_pipeline(
-                d: $crate::PipelineDefinition,
-                c: String,
-            ) -> Result<String, $crate::Error> {
+            fn create_pipeline(d: $crate::PipelineDefinition, c: String) -> Result<String, $crate::Error> {
                 <$provider as $crate::Provider>::create_pipeline(d, c)
             }
-            fn update_pipeline(
-                id: String,
-                d: $crate::PipelineDefinition,
-                c: String,
-            ) -> Result<String, $crate::Error> {
+            fn update_pipeline(id: String, d: $crate::PipelineDefinition, c: String) -> Result<String, $crate::Error> {
                 <$provider as $crate::Provider>::update_pipeline(id, d, c)
             }
             fn delete_pipeline(id: String) -> Result<(), $crate::Error> {
@@ -138,10 +124,7 @@ macro_rules! export_provider {
             fn create_experiment(d: $crate::ExperimentDefinition) -> Result<String, $crate::Error> {
                 <$provider as $crate::Provider>::create_experiment(d)
             }
-            fn update_experiment(
-                id: String,
-                d: $crate::ExperimentDefinition,
-            ) -> Result<String, $crate::Error> {
+            fn update_experiment(id: String, d: $crate::ExperimentDefinition) -> Result<String, $crate::Error> {
                 <$provider as $crate::Provider>::update_experiment(id, d)
             }
             fn delete_experiment(id: String) -> Result<(), $crate::Error> {
@@ -156,15 +139,10 @@ macro_rules! export_provider {
             fn run_status(id: String) -> Result<$crate::RunStatus, $crate::Error> {
                 <$provider as $crate::Provider>::run_status(id)
             }
-            fn create_run_schedule(
-                d: $crate::RunScheduleDefinition,
-            ) -> Result<String, $crate::Error> {
+            fn create_run_schedule(d: $crate::RunScheduleDefinition) -> Result<String, $crate::Error> {
                 <$provider as $crate::Provider>::create_run_schedule(d)
             }
-            fn update_run_schedule(
-                id: String,
-                d: $crate::RunScheduleDefinition,
-            ) -> Result<String, $crate::Error> {
+            fn update_run_schedule(id: String, d: $crate::RunScheduleDefinition) -> Result<String, $crate::Error> {
                 <$provider as $crate::Provider>::update_run_schedule(id, d)
             }
             fn delete_run_schedule(id: String) -> Result<(), $crate::Error> {
@@ -210,9 +188,7 @@ macro_rules! export_compiler {
         struct __KfpCompilerExports;
 
         impl $crate::compiler::Guest for __KfpCompilerExports {
-            fn compile(
-                d: $crate::compiler::PipelineDefinition,
-            ) -> Result<String, $crate::compiler::Error> {
+            fn compile(d: $crate::compiler::PipelineDefinition) -> Result<String, $crate::compiler::Error> {
                 <$compiler as $crate::compiler::Compiler>::compile(d)
             }
         }

@@ -14,9 +14,8 @@ impl Compiler for StubCompiler {
         if definition.name.rsplit('/').next() == Some("compile-fail") {
             return Err(Error::Permanent("compile pipeline failed".to_owned()));
         }
-        let parameters: serde_json::Value =
-            serde_json::from_str(&definition.framework.parameters_json)
-                .map_err(|e| Error::Permanent(format!("framework parameters are not JSON: {e}")))?;
+        let parameters: serde_json::Value = serde_json::from_str(&definition.framework.parameters_json)
+            .map_err(|e| Error::Permanent(format!("framework parameters are not JSON: {e}")))?;
         let compiled = serde_json::json!({
             "pipelineInfo": { "name": definition.name.replace('/', "-") },
             "image": definition.image,

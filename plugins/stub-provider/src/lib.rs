@@ -14,9 +14,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kfp_plugin_sdk::{
-    ComponentArtifacts, Error, ExperimentDefinition, PipelineDefinition, ProducedArtifact,
-    Provider, RunDefinition, RunScheduleDefinition, RunState, RunStatus, export_provider,
-    provider_context,
+    ComponentArtifacts, Error, ExperimentDefinition, PipelineDefinition, ProducedArtifact, Provider, RunDefinition,
+    RunScheduleDefinition, RunState, RunStatus, export_provider, provider_context,
 };
 use serde_json::Value;
 
@@ -29,9 +28,7 @@ fn parameter(name: &str) -> Option<Value> {
 }
 
 fn number_parameter(name: &str, default: u64) -> u64 {
-    parameter(name)
-        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-        .unwrap_or(default)
+    parameter(name).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).unwrap_or(default)
 }
 
 /// The name part of `namespace/name` (or of an id `<kind>:<namespace>/<name>[@start]`).
@@ -47,15 +44,10 @@ fn behave(action: &str, kind: &str, name_or_id: &str) -> Result<(), Error> {
         return Err(Error::Permanent(format!("{action} {kind} failed")));
     }
     if name == format!("{action}-{kind}-transient") {
-        return Err(Error::Transient(format!(
-            "{action} {kind} failed transiently"
-        )));
+        return Err(Error::Transient(format!("{action} {kind} failed transiently")));
     }
     if name.starts_with("slow-") {
-        std::thread::sleep(Duration::from_millis(number_parameter(
-            "slowCallMillis",
-            1000,
-        )));
+        std::thread::sleep(Duration::from_millis(number_parameter("slowCallMillis", 1000)));
     }
     Ok(())
 }
@@ -65,10 +57,7 @@ fn id(kind: &str, name: &str) -> String {
 }
 
 fn now_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
 }
 
 impl Provider for Stub {
@@ -77,11 +66,7 @@ impl Provider for Stub {
         Ok(id("pipeline", &definition.name))
     }
 
-    fn update_pipeline(
-        id: String,
-        definition: PipelineDefinition,
-        _compiled: String,
-    ) -> Result<String, Error> {
+    fn update_pipeline(id: String, definition: PipelineDefinition, _compiled: String) -> Result<String, Error> {
         behave("update", "pipeline", &definition.name)?;
         Ok(id)
     }
@@ -118,9 +103,7 @@ impl Provider for Stub {
             .strip_prefix("run:")
             .and_then(|rest| rest.split_once('@'))
             .ok_or_else(|| Error::NotFound(format!("no run {id}")))?;
-        let started: u128 = started
-            .parse()
-            .map_err(|_| Error::NotFound(format!("no run {id}")))?;
+        let started: u128 = started.parse().map_err(|_| Error::NotFound(format!("no run {id}")))?;
         let duration = u128::from(number_parameter("runDurationSeconds", 5)) * 1000;
         let start_time = Some(rfc3339(started));
         if now_millis() < started + duration {
@@ -135,13 +118,7 @@ impl Provider for Stub {
         let end_time = Some(rfc3339(started + duration));
         if short_name(name).ends_with("-fails") {
             let message = Some("the stub run failed, as its name asks".to_owned());
-            return Ok(RunStatus {
-                state: RunState::Failed,
-                start_time,
-                end_time,
-                artifacts: vec![],
-                message,
-            });
+            return Ok(RunStatus { state: RunState::Failed, start_time, end_time, artifacts: vec![], message });
         }
         let root = provider_context().pipeline_root_storage;
         let artifact = |component: &str, output: &str, metadata: &str| ComponentArtifacts {
@@ -152,17 +129,8 @@ impl Provider for Stub {
                 metadata_json: metadata.to_owned(),
             }],
         };
-        let artifacts = vec![
-            artifact("Pusher", "pushed_model", r#"{"pushed":1}"#),
-            artifact("Trainer", "model", "{}"),
-        ];
-        Ok(RunStatus {
-            state: RunState::Succeeded,
-            start_time,
-            end_time,
-            artifacts,
-            message: None,
-        })
+        let artifacts = vec![artifact("Pusher", "pushed_model", r#"{"pushed":1}"#), artifact("Trainer", "model", "{}")];
+        Ok(RunStatus { state: RunState::Succeeded, start_time, end_time, artifacts, message: None })
     }
 
     fn create_run_schedule(definition: RunScheduleDefinition) -> Result<String, Error> {
@@ -188,8 +156,7 @@ fn rfc3339(unix_millis: u128) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * mp + 2) / 5 + 1;

@@ -10,9 +10,7 @@ use anyhow::{Context, bail};
 /// minutes when cold).
 pub fn ensure() -> anyhow::Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| locate().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    BIN.get_or_init(|| locate().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
 }
 
 fn locate() -> anyhow::Result<PathBuf> {
@@ -20,19 +18,13 @@ fn locate() -> anyhow::Result<PathBuf> {
         let dir = PathBuf::from(dir);
         for name in ["kube-apiserver", "kube-controller-manager", "etcd"] {
             if !dir.join(name).is_file() {
-                bail!(
-                    "KFP_CLUSTER_BIN={} has no {name}: run tests/cluster/build.sh or unset it",
-                    dir.display()
-                );
+                bail!("KFP_CLUSTER_BIN={} has no {name}: run tests/cluster/build.sh or unset it", dir.display());
             }
         }
         return Ok(dir);
     }
     let script = crate::repo_root().join("tests/cluster/build.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
+    let output = Command::new("bash").arg(&script).output().with_context(|| format!("running {}", script.display()))?;
     if !output.status.success() {
         bail!(
             "building the test control plane failed ({}):\n{}\nThe integration tests need Go >= 1.26 and the Go \

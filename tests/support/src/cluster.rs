@@ -55,12 +55,8 @@ impl TestCluster {
     pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
         let bin = binaries::ensure()?;
         let dir = make_cluster_dir()?;
-        let mut cluster = Self {
-            kubeconfig_path: dir.join("admin.kubeconfig"),
-            dir,
-            server: String::new(),
-            processes: Vec::new(),
-        };
+        let mut cluster =
+            Self { kubeconfig_path: dir.join("admin.kubeconfig"), dir, server: String::new(), processes: Vec::new() };
         cluster.boot(&bin, &options).await?;
         Ok(cluster)
     }
@@ -88,9 +84,7 @@ impl TestCluster {
                 "--log-level=warn".into(),
             ],
         )?;
-        self.wait_for("etcd", || {
-            Ok(http_get_status(etcd_client, "/health")? == 200)
-        })?;
+        self.wait_for("etcd", || Ok(http_get_status(etcd_client, "/health")? == 200))?;
 
         self.server = format!("https://127.0.0.1:{api_port}");
         let dir = self.dir.clone();
@@ -126,20 +120,24 @@ impl TestCluster {
         })
         .await?;
 
-        self.spawn(bin, "kube-controller-manager", &[
-            format!("--kubeconfig={}", self.kubeconfig_path.display()),
-            "--leader-elect=false".into(),
-            "--secure-port=0".into(),
-            "--use-service-account-credentials=false".into(),
-            format!("--service-account-private-key-file={}", file(pki::SA_KEY)),
-            format!("--root-ca-file={}", file(pki::CA_CERT)),
-            // Just what a control plane without nodes needs: namespace deletion, garbage
-            // collection of owned objects, service accounts and the aggregated RBAC roles.
-            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,\
+        self.spawn(
+            bin,
+            "kube-controller-manager",
+            &[
+                format!("--kubeconfig={}", self.kubeconfig_path.display()),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+                "--use-service-account-credentials=false".into(),
+                format!("--service-account-private-key-file={}", file(pki::SA_KEY)),
+                format!("--root-ca-file={}", file(pki::CA_CERT)),
+                // Just what a control plane without nodes needs: namespace deletion, garbage
+                // collection of owned objects, service accounts and the aggregated RBAC roles.
+                "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,\
              serviceaccount-token-controller,root-ca-certificate-publisher-controller,\
              clusterrole-aggregation-controller"
-                .into(),
-        ])?;
+                    .into(),
+            ],
+        )?;
 
         if let Some(crd_dir) = &options.crd_dir {
             crds::install(&client, crd_dir).await?;
@@ -163,11 +161,7 @@ impl TestCluster {
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         for process in &mut self.processes {
             if let Some(status) = process.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}); {}",
-                    process.name,
-                    log_tail(&process.log)
-                );
+                bail!("{} exited ({status}); {}", process.name, log_tail(&process.log));
             }
         }
         Ok(())
@@ -188,11 +182,7 @@ impl TestCluster {
         let log = self.dir.join(format!("{name}.log"));
         let output = File::create(&log)?;
         let mut command = Command::new(bin.join(name));
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(output.try_clone()?)
-            .stderr(output);
+        command.args(args).stdin(Stdio::null()).stdout(output.try_clone()?).stderr(output);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes the
         // kernel stop the child if this process dies without running its teardown (SIGKILL, a
         // CI timeout), so no orphaned control plane outlives a test run.
@@ -204,18 +194,12 @@ impl TestCluster {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", bin.join(name).display()))?;
+        let child = command.spawn().with_context(|| format!("starting {}", bin.join(name).display()))?;
         self.processes.push(ManagedProcess { name, child, log });
         Ok(())
     }
 
-    fn wait_for(
-        &mut self,
-        name: &str,
-        ready: impl Fn() -> anyhow::Result<bool>,
-    ) -> anyhow::Result<()> {
+    fn wait_for(&mut self, name: &str, ready: impl Fn() -> anyhow::Result<bool>) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             self.check_alive()?;
@@ -223,10 +207,7 @@ impl TestCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "{name} not ready after {READY_TIMEOUT:?}; {}",
-                    self.log_of(name)
-                );
+                bail!("{name} not ready after {READY_TIMEOUT:?}; {}", self.log_of(name));
             }
             std::thread::sleep(POLL_INTERVAL);
         }
@@ -244,21 +225,14 @@ impl TestCluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "{name} not ready after {READY_TIMEOUT:?}; {}",
-                    self.log_of(name)
-                );
+                bail!("{name} not ready after {READY_TIMEOUT:?}; {}", self.log_of(name));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
 
     fn log_of(&self, name: &str) -> String {
-        self.processes
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| log_tail(&p.log))
-            .unwrap_or_default()
+        self.processes.iter().find(|p| p.name == name).map(|p| log_tail(&p.log)).unwrap_or_default()
     }
 
     fn write_kubeconfig(&self, pki: &Pki) -> anyhow::Result<()> {
@@ -284,34 +258,30 @@ impl Drop for TestCluster {
 
 /// A client from a kubeconfig file.
 pub async fn client_for(kubeconfig_path: &Path) -> anyhow::Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig_path)
-        .with_context(|| format!("reading {}", kubeconfig_path.display()))?;
+    install_crypto_provider();
+    let kubeconfig =
+        Kubeconfig::read_from(kubeconfig_path).with_context(|| format!("reading {}", kubeconfig_path.display()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
+}
+
+/// The dependency tree links two rustls crypto providers, so rustls needs to be told which to
+/// use before the first TLS client is built. Repeated calls are harmless.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn make_cluster_dir() -> anyhow::Result<PathBuf> {
     // /dev/shm keeps etcd's writes in memory where the machine has it.
     let base = Path::new("/dev/shm");
-    let base = if base.is_dir() {
-        base.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!(
-        "kfp-test-cluster-{}-{}",
-        std::process::id(),
-        unique_suffix()
-    ));
+    let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
+    let dir = base.join(format!("kfp-test-cluster-{}-{}", std::process::id(), unique_suffix()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
 
 fn unique_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -325,10 +295,7 @@ fn http_get_status(port: u16, path: &str) -> anyhow::Result<u16> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .context("empty HTTP response")?;
+    let status = response.split_whitespace().nth(1).context("empty HTTP response")?;
     Ok(status.parse()?)
 }
 

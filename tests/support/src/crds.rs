@@ -20,22 +20,15 @@ pub async fn install(client: &Client, crd_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("reading CRDs from {}", crd_dir.display()))?
         .collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.path());
-    for entry in entries
-        .into_iter()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
-    {
+    for entry in entries.into_iter().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
         let path = entry.path();
         let text = std::fs::read_to_string(&path)?;
         let crd: CustomResourceDefinition =
             serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let name = crd.metadata.name.clone().context("CRD without a name")?;
-        api.patch(
-            &name,
-            &PatchParams::apply("kfp-test-support").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("installing {}", path.display()))?;
+        api.patch(&name, &PatchParams::apply("kfp-test-support").force(), &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("installing {}", path.display()))?;
         installed.push(crd);
     }
     if installed.is_empty() {
@@ -43,20 +36,14 @@ pub async fn install(client: &Client, crd_dir: &Path) -> anyhow::Result<()> {
     }
     for crd in &installed {
         let name = crd.metadata.name.as_deref().unwrap_or_default();
-        tokio::time::timeout(
-            CRD_TIMEOUT,
-            await_condition(api.clone(), name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("CRD {name} not Established after {CRD_TIMEOUT:?}"))??;
+        tokio::time::timeout(CRD_TIMEOUT, await_condition(api.clone(), name, conditions::is_crd_established()))
+            .await
+            .with_context(|| format!("CRD {name} not Established after {CRD_TIMEOUT:?}"))??;
     }
     wait_for_discovery(client, &installed).await
 }
 
-async fn wait_for_discovery(
-    client: &Client,
-    crds: &[CustomResourceDefinition],
-) -> anyhow::Result<()> {
+async fn wait_for_discovery(client: &Client, crds: &[CustomResourceDefinition]) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + CRD_TIMEOUT;
     for crd in crds {
         for version in crd.spec.versions.iter().filter(|v| v.served) {
@@ -65,19 +52,12 @@ async fn wait_for_discovery(
                 let served = client
                     .list_api_group_resources(&group_version)
                     .await
-                    .is_ok_and(|list| {
-                        list.resources
-                            .iter()
-                            .any(|r| r.name == crd.spec.names.plural)
-                    });
+                    .is_ok_and(|list| list.resources.iter().any(|r| r.name == crd.spec.names.plural));
                 if served {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    bail!(
-                        "{} not in discovery for {group_version} after {CRD_TIMEOUT:?}",
-                        crd.spec.names.plural
-                    );
+                    bail!("{} not in discovery for {group_version} after {CRD_TIMEOUT:?}", crd.spec.names.plural);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -19,10 +19,7 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -48,10 +45,8 @@ impl RecordingServer {
                     continue;
                 }
                 let mut parts = line.split_whitespace();
-                let (method, path) = (
-                    parts.next().unwrap_or_default().to_owned(),
-                    parts.next().unwrap_or_default().to_owned(),
-                );
+                let (method, path) =
+                    (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
                 let mut headers = Vec::new();
                 loop {
                     let mut header = String::new();
@@ -62,11 +57,7 @@ impl RecordingServer {
                         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
                     }
                 }
-                recorded.lock().unwrap().push(RecordedRequest {
-                    method,
-                    path,
-                    headers,
-                });
+                recorded.lock().unwrap().push(RecordedRequest { method, path, headers });
                 let mut stream = reader.into_inner();
                 let _ = write!(
                     stream,

@@ -47,9 +47,7 @@ pub fn shared_kubeconfig() -> &'static Path {
                     .build()
                     .map_err(anyhow::Error::from)
                     .and_then(|runtime| {
-                        runtime.block_on(TestCluster::start(ClusterOptions {
-                            crd_dir: Some(chart_crd_dir()),
-                        }))
+                        runtime.block_on(TestCluster::start(ClusterOptions { crd_dir: Some(chart_crd_dir()) }))
                     });
                 let reply = started.map(|cluster| {
                     let kubeconfig = cluster.kubeconfig_path().to_owned();
@@ -74,20 +72,14 @@ pub fn shared_kubeconfig() -> &'static Path {
 }
 
 extern "C" fn stop_shared_cluster() {
-    if let Some(mut cluster) = SHARED_CLUSTER
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
+    if let Some(mut cluster) = SHARED_CLUSTER.lock().unwrap_or_else(|e| e.into_inner()).take() {
         cluster.stop();
     }
 }
 
 /// A client of the shared control plane for the calling test's runtime.
 pub async fn shared_client() -> Client {
-    client_for(shared_kubeconfig())
-        .await
-        .expect("a client for the test control plane")
+    client_for(shared_kubeconfig()).await.expect("a client for the test control plane")
 }
 
 /// Creates a fresh namespace `it-<prefix>-<random>` for one test.
@@ -95,9 +87,6 @@ pub async fn test_namespace(client: &Client, prefix: &str) -> anyhow::Result<Str
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut namespace = Namespace::default();
     namespace.metadata.generate_name = Some(format!("it-{prefix}-"));
-    let created = namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .context("creating a test namespace")?;
+    let created = namespaces.create(&PostParams::default(), &namespace).await.context("creating a test namespace")?;
     created.metadata.name.context("namespace without a name")
 }

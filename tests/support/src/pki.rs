@@ -5,8 +5,8 @@ use std::{net::Ipv4Addr, path::Path};
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// PEM files written into the cluster's folder, plus the PEM text the kubeconfig embeds.
@@ -27,34 +27,21 @@ impl Pki {
     pub fn generate(dir: &Path) -> anyhow::Result<Self> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "kfp-test-ca");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        ca_params.distinguished_name.push(DnType::CommonName, "kfp-test-ca");
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
         let mut server_params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        server_params
-            .subject_alt_names
-            .push(SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
+        server_params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        server_params.subject_alt_names.push(SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
         server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_key = KeyPair::generate()?;
         let server_cert = server_params.signed_by(&server_key, &ca)?;
 
         let mut admin_params = CertificateParams::new(Vec::<String>::new())?;
-        admin_params
-            .distinguished_name
-            .push(DnType::CommonName, "admin");
-        admin_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
+        admin_params.distinguished_name.push(DnType::CommonName, "admin");
+        admin_params.distinguished_name.push(DnType::OrganizationName, "system:masters");
         admin_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_key = KeyPair::generate()?;
         let admin_cert = admin_params.signed_by(&admin_key, &ca)?;
@@ -71,10 +58,6 @@ impl Pki {
         for (name, pem) in files {
             std::fs::write(dir.join(name), pem).with_context(|| format!("writing {name}"))?;
         }
-        Ok(Self {
-            ca_cert: ca.pem(),
-            admin_cert: admin_cert.pem(),
-            admin_key: admin_key.serialize_pem(),
-        })
+        Ok(Self { ca_cert: ca.pem(), admin_cert: admin_cert.pem(), admin_key: admin_key.serialize_pem() })
     }
 }

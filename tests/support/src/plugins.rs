@@ -22,15 +22,13 @@ pub fn bytes(name: &str) -> Vec<u8> {
 }
 
 fn run_build() -> anyhow::Result<PathBuf> {
-    let target_dir = std::env::var_os("KFP_PLUGINS_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-                .unwrap_or_else(std::env::temp_dir);
-            cache.join("kfp-operator/plugins-target")
-        });
+    let target_dir = std::env::var_os("KFP_PLUGINS_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        cache.join("kfp-operator/plugins-target")
+    });
     let workspace = crate::repo_root().join("plugins");
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--locked"])
