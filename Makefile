@@ -33,6 +33,9 @@ setup:
 	@command -v mold >/dev/null || { command -v apt-get >/dev/null && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mold >/dev/null; } || \
 	  echo "note: mold could not be installed; linking with the default linker (slower)"; }
+	@test -x /usr/bin/docker-registry || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; } || \
+	  { echo "error: the OCI tests need Debian's docker-registry; install it and re-run." >&2; exit 1; }
 
 # kube-apiserver, kube-controller-manager, etcd and helm, built once per go.sum (tens of minutes cold).
 cluster-bin: setup

@@ -5,6 +5,9 @@
 //! handle they cloned and finish on the old version, new calls get the new one. If the new
 //! version fails (unreachable source, digest mismatch, wrong world, missing Secret...), the
 //! last good version keeps serving and the failure is kept for the Provider's status.
+//!
+//! The pinned SHA-256 is a plugin's identity: a reload with the same digest as the serving
+//! version reuses it without fetching (only limits, capabilities and context are rebuilt).
 
 use std::{
     collections::HashMap,

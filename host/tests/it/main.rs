@@ -6,6 +6,7 @@ mod crds;
 mod examples;
 mod hash_vectors;
 mod http_capability;
+mod oci;
 mod plugin_sources;
 mod printer_columns;
 mod sandbox;

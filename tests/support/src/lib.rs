@@ -6,6 +6,7 @@ pub mod binaries;
 mod cluster;
 mod crds;
 pub mod http_server;
+pub mod oci_registry;
 mod pki;
 pub mod plugins;
 
