@@ -1,10 +1,13 @@
 //! `kfp-operator`: the operator binary.
 
-use std::path::PathBuf;
+mod plugin_cli;
+
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kfp_operator::api::crds;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(version, about = "A Wasm-extensible Kubeflow Pipelines operator")]
@@ -22,11 +25,25 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Tools for plugin authors: inspect a component, or call it in the operator's sandbox.
+    #[command(subcommand)]
+    Plugin(plugin_cli::PluginCommand),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let result = match Cli::parse().command {
         Command::Crds { output_dir } => write_crds(output_dir),
+        Command::Plugin(command) => plugin_cli::run(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The error chain says what failed and why; a stack trace would only add noise.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! kube-controller-manager from `tests/cluster`), started once for this binary by
 //! `kfp-test-support`; each test works in its own namespace.
 
+mod cli;
 mod crds;
 mod examples;
 mod hash_vectors;
