@@ -17,13 +17,14 @@ ifneq ($(shell command -v mold 2>/dev/null),)
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS ?= -C link-arg=-fuse-ld=mold
 endif
 
-.PHONY: help setup cluster-bin lint test cluster crds demo
+.PHONY: help setup cluster-bin lint test bench cluster crds demo
 
 help:
 	@echo "make test      run every test (installs what it needs)"
 	@echo "make demo      run the operator's main job end to end"
 	@echo "make cluster   start the test control plane by hand and print its kubeconfig"
 	@echo "make crds      regenerate charts/kfp-operator/crds from the Rust types"
+	@echo "make bench     run the plugin runtime benchmarks (BENCHMARKS.md)"
 
 # Installs what the build and tests need and cannot fetch through cargo or go.
 setup:
@@ -46,9 +47,14 @@ lint: setup
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cd plugins && cargo fmt --all --check
 	cd plugins && CARGO_TARGET_DIR=$(KFP_PLUGINS_TARGET_DIR) RUSTFLAGS= cargo clippy --release --locked -- -D warnings
+	cd examples/custom-provider && cargo fmt --check
 
 test: setup cluster-bin lint
 	cargo test --workspace --locked
+
+# The plugin runtime benchmarks (BENCHMARKS.md).
+bench: setup
+	cargo bench --locked -p kfp-operator --bench plugins -- --warm-up-time 2 --measurement-time 5
 
 cluster: cluster-bin
 	cargo run --locked -p kfp-test-support --bin kfp-test-cluster

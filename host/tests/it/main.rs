@@ -4,6 +4,7 @@
 
 mod cli;
 mod crds;
+mod custom_provider;
 mod examples;
 mod hash_vectors;
 mod http_capability;

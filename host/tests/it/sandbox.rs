@@ -251,3 +251,26 @@ fn resident_bytes() -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
+
+/// Every call is counted by plugin, operation and outcome, timed, and its memory peak kept.
+#[tokio::test]
+async fn calls_are_measured_per_plugin() {
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(kfp_operator::plugins::metrics::PluginMetrics::new(&registry).unwrap());
+    let stub = stub().with_metrics(metrics);
+    stub.call_provider(&create_pipeline("fine", "img")).await.unwrap();
+    stub.call_provider(&create_pipeline("create-pipeline-fail", "img")).await.unwrap_err();
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    let sample = |metric: &str, labels: &[&str]| {
+        text.lines()
+            .find(|line| line.starts_with(metric) && labels.iter().all(|label| line.contains(label)))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {metric} with {labels:?} in:\n{text}"))
+    };
+    let plugin = r#"plugin="test/stub_provider""#;
+    let operation = r#"operation="create-pipeline""#;
+    assert_eq!(sample("kfp_operator_plugin_calls_total", &[plugin, operation, r#"outcome="ok""#]), 1.0);
+    assert_eq!(sample("kfp_operator_plugin_calls_total", &[plugin, operation, r#"outcome="permanent_error""#]), 1.0);
+    assert_eq!(sample("kfp_operator_plugin_call_duration_seconds_count", &[plugin, operation]), 2.0);
+    assert!(sample("kfp_operator_plugin_instance_memory_peak_bytes", &[plugin]) > 0.0);
+}

@@ -1,7 +1,11 @@
 //! The WebAssembly plugins and test fixtures, built from source (`plugins/`) for
 //! wasm32-wasip2 into a target folder outside the repository.
 
-use std::{path::PathBuf, process::Command, sync::OnceLock};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
 
 use anyhow::{Context, bail};
 
@@ -29,11 +33,16 @@ fn run_build() -> anyhow::Result<PathBuf> {
             .unwrap_or_else(std::env::temp_dir);
         cache.join("kfp-operator/plugins-target")
     });
-    let workspace = crate::repo_root().join("plugins");
+    build_wasm_workspace(&crate::repo_root().join("plugins"), &target_dir)
+}
+
+/// Builds the Cargo workspace in `workspace` (release, wasm32-wasip2 from its
+/// `.cargo/config.toml`) into `target_dir`; returns the folder with the `.wasm` files.
+pub fn build_wasm_workspace(workspace: &Path, target_dir: &Path) -> anyhow::Result<PathBuf> {
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--locked"])
-        .current_dir(&workspace)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(workspace)
+        .env("CARGO_TARGET_DIR", target_dir)
         // The host build's flags (e.g. a host linker) do not apply to wasm32-wasip2.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
