@@ -100,10 +100,16 @@ pub async fn from_oci(
         ..ClientConfig::default()
     };
     let wasm_client = oci_wasm::WasmClient::new(oci_client::Client::new(config));
-    let image = wasm_client
-        .pull(&reference, &auth)
-        .await
-        .map_err(|e| SourceError::Pull { reference: source.reference.clone(), cause: format!("{e:#}") })?;
+    let image = wasm_client.pull(&reference, &auth).await.map_err(|e| {
+        let mut cause = format!("{e:#}");
+        if cause.contains("Not authorized") {
+            cause.push_str(match source.pull_secret {
+                None => "; the registry wants credentials: set spec.plugin.oci.pullSecret to a kubernetes.io/dockerconfigjson Secret",
+                Some(_) => "; check the credentials in the pull secret",
+            });
+        }
+        SourceError::Pull { reference: source.reference.clone(), cause }
+    })?;
     let count = image.layers.len();
     let layer = image
         .layers

@@ -18,8 +18,17 @@ pub struct OciRegistry {
 }
 
 impl OciRegistry {
-    /// Starts a registry on a free loopback port and waits until `GET /v2/` answers.
+    /// Starts an open registry on a free loopback port and waits until `GET /v2/` answers.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that requires this user and password (htpasswd, bcrypt).
+    pub fn start_with_login(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> anyhow::Result<Self> {
         let binary = Path::new("/usr/bin/docker-registry");
         if !binary.exists() {
             bail!(
@@ -35,6 +44,17 @@ impl OciRegistry {
              http:\n  addr: 127.0.0.1:{port}\n",
             dir.join("storage").display()
         );
+        let config = match login {
+            None => config,
+            Some((user, password)) => {
+                let hash = bcrypt::hash(password, 4)?;
+                std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n"))?;
+                format!(
+                    "{config}auth:\n  htpasswd:\n    realm: kfp-test\n    path: {}\n",
+                    dir.join("htpasswd").display()
+                )
+            }
+        };
         std::fs::write(dir.join("config.yml"), config)?;
         let log = std::fs::File::create(dir.join("registry.log"))?;
         let child = Command::new(binary)
@@ -67,7 +87,8 @@ impl OciRegistry {
         let _ = write!(stream, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
-        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+        // An open registry answers 200, one with a login 401: either way it is serving.
+        matches!(response.split_whitespace().nth(1), Some("200" | "401"))
     }
 
     /// `127.0.0.1:<port>`, as it appears in references.
