@@ -147,6 +147,15 @@ fn bad_bytes_are_refused_before_compiling() {
     assert_eq!((expected.as_str(), actual.as_str()), ("0".repeat(64).as_str(), sha256_hex(&bytes).as_str()));
     assert!(error.to_string().contains(&sha256_hex(&bytes)), "the message gives both digests: {error}");
 
+    // A valid component of neither world (empty: the 8-byte component header).
+    let foreign = b"\0asm\x0d\0\x01\0".to_vec();
+    let id = PluginId { name: "test/foreign".into(), sha256: sha256_hex(&foreign) };
+    let error = sandbox().load(&id, &foreign).err().expect("a foreign world is refused");
+    assert!(matches!(error.kind, PluginErrorKind::WorldMismatch(_)), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("kfp:operator/provider@0.1.0 or kfp:operator/compiler@0.1.0"), "{message}");
+    assert!(message.contains("as a provider:") && message.contains("as a compiler:"), "{message}");
+
     for (what, bytes) in [
         ("corrupt", b"this is not wasm at all".to_vec()),
         ("core module", b"\0asm\x01\0\0\0".to_vec()),
