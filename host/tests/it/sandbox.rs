@@ -283,3 +283,27 @@ async fn calls_are_measured_per_plugin() {
     assert_eq!(sample("kfp_operator_plugin_call_duration_seconds_count", &[plugin, operation]), 2.0);
     assert!(sample("kfp_operator_plugin_instance_memory_peak_bytes", &[plugin]) > 0.0);
 }
+
+/// More simultaneous calls than the pool has instance slots: the extra ones fail with a
+/// retryable `Exhausted` error instead of queueing without bound, and the others succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_fails_calls_as_retryable() {
+    let stub = Arc::new(load("stub_provider", Limits::default(), HttpPolicy::default(), r#"{"slowCallMillis": 1500}"#));
+    let calls: Vec<_> = (0..kfp_operator::plugins::sandbox::MAX_CONCURRENT_INSTANCES + 12)
+        .map(|i| {
+            let stub = stub.clone();
+            tokio::spawn(async move { stub.call_provider(&create_pipeline(&format!("slow-{i}"), "img")).await })
+        })
+        .collect();
+    let (mut succeeded, mut exhausted) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => succeeded += 1,
+            Err(error) => {
+                assert!(matches!(error.kind, PluginErrorKind::Exhausted(_)) && error.is_transient(), "{error}");
+                exhausted += 1;
+            }
+        }
+    }
+    assert!(exhausted > 0 && succeeded > 0, "{succeeded} succeeded, {exhausted} exhausted");
+}
