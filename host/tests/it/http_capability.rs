@@ -83,3 +83,18 @@ async fn forbidden_destinations_are_refused_with_the_reason() {
     }
     assert!(server.requests().is_empty(), "a refused request reached the server");
 }
+
+/// A response body over the limit fails the plugin's read instead of filling its memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bodies_are_bounded() {
+    let server = RecordingServer::start();
+    let allowed = vec![HostPattern::parse(&format!("127.0.0.1:{}", server.port())).unwrap()];
+    let policy = HttpPolicy::new("test/hostile_provider", allowed, vec![], 1024, 10);
+    let plugin = load("hostile_provider", Limits::default(), policy, "{}");
+    let error = plugin.call_provider(&create_pipeline("http", &server.url("/big"))).await.unwrap_err();
+    assert!(
+        matches!(&error.kind, PluginErrorKind::Transient(m) if m.contains("HTTP response body size exceeds limit: 10 bytes")),
+        "{error}"
+    );
+    assert_eq!(server.requests().len(), 1, "the request itself went through");
+}
