@@ -14,6 +14,16 @@ use kfp_operator::plugins::{
     sha256_hex,
 };
 use kfp_test_support::plugins;
+use tokio::sync::{RwLock, RwLockReadGuard};
+
+/// Tests that make resident memory jump (memory bombs, a full pool) share this lock; the test
+/// that measures resident memory takes it exclusively, so tests running in parallel threads of
+/// this process do not disturb its measurement.
+static MEMORY_HEAVY: RwLock<()> = RwLock::const_new(());
+
+async fn memory_heavy() -> RwLockReadGuard<'static, ()> {
+    MEMORY_HEAVY.read().await
+}
 
 /// One sandbox per test process, as the operator has one engine.
 fn sandbox() -> &'static Sandbox {
@@ -177,6 +187,7 @@ async fn an_infinite_loop_hits_the_deadline() {
 
 #[tokio::test]
 async fn a_memory_bomb_runs_out_of_memory() {
+    let _heavy = memory_heavy().await;
     let limits = Limits { memory_bytes: 32 << 20, ..short_limits() };
     let error = expect_error(hostile(limits).call_provider(&create_pipeline("memory-bomb", "")).await);
     assert!(matches!(error.kind, PluginErrorKind::OutOfMemory { limit } if limit == 32 << 20), "{error}");
@@ -215,6 +226,7 @@ async fn a_log_flood_is_capped_and_the_call_succeeds() {
 /// Hostile calls run concurrently with good ones; the good ones keep answering promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_plugin_keeps_answering_while_hostile_ones_run() {
+    let _heavy = memory_heavy().await;
     let hostile = Arc::new(hostile(Limits { timeout: Duration::from_secs(2), ..Limits::default() }));
     let mut attacks = Vec::new();
     for name in ["loop", "loop", "memory-bomb", "recursion"] {
@@ -238,6 +250,7 @@ async fn a_good_plugin_keeps_answering_while_hostile_ones_run() {
 /// back to the pool and is released.
 #[tokio::test]
 async fn memory_returns_to_baseline_after_hostile_calls() {
+    let _exclusive = MEMORY_HEAVY.write().await;
     let hostile = hostile(Limits { memory_bytes: 128 << 20, ..short_limits() });
     // Warm up: the pool, the code and the allocator's first arenas.
     let _ = hostile.call_provider(&create_pipeline("memory-bomb", "")).await;
@@ -288,7 +301,14 @@ async fn calls_are_measured_per_plugin() {
 /// retryable `Exhausted` error instead of queueing without bound, and the others succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_instance_pool_fails_calls_as_retryable() {
-    let stub = Arc::new(load("stub_provider", Limits::default(), HttpPolicy::default(), r#"{"slowCallMillis": 1500}"#));
+    let _heavy = memory_heavy().await;
+    // Its own sandbox: filling the shared one's pool would fail other tests' calls.
+    let sandbox = Sandbox::new().unwrap();
+    let bytes = plugins::bytes("stub_provider");
+    let id = PluginId { name: "test/stub_provider".into(), sha256: sha256_hex(&bytes) };
+    let prepared = sandbox.load(&id, &bytes).unwrap();
+    let context = context(r#"{"slowCallMillis": 1500}"#);
+    let stub = Arc::new(PluginHandle::new(prepared, Limits::default(), HttpPolicy::default(), context));
     let calls: Vec<_> = (0..kfp_operator::plugins::sandbox::MAX_CONCURRENT_INSTANCES + 12)
         .map(|i| {
             let stub = stub.clone();
