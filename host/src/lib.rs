@@ -2,4 +2,5 @@
 //! the integration tests.
 
 pub mod api;
+pub mod controllers;
 pub mod plugins;

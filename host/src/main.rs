@@ -2,11 +2,15 @@
 
 mod plugin_cli;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kfp_operator::api::crds;
+use kfp_operator::{
+    api::crds,
+    controllers::{self, Context as ControllerContext},
+    plugins::{CompiledCache, PluginRegistry, Sandbox, source::OciSettings},
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -25,6 +29,19 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Run the operator (today: the Provider controller, which loads and reloads plugins).
+    Run {
+        /// Where compiled plugins are cached between restarts (created if missing; must not be
+        /// writable by other users).
+        #[arg(long, default_value = "/var/cache/kfp-operator/plugins")]
+        plugin_cache_dir: PathBuf,
+        /// A registry (`host:port`) to pull plugins from over plain HTTP, e.g. on loopback.
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+        /// Watch only this namespace instead of the whole cluster.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Tools for plugin authors: inspect a component, or call it in the operator's sandbox.
     #[command(subcommand)]
     Plugin(plugin_cli::PluginCommand),
@@ -36,6 +53,9 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Crds { output_dir } => write_crds(output_dir),
         Command::Plugin(command) => plugin_cli::run(command).await,
+        Command::Run { plugin_cache_dir, insecure_registries, namespace } => {
+            run_operator(plugin_cache_dir, insecure_registries, namespace).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,6 +65,28 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run_operator(
+    cache_dir: PathBuf,
+    insecure_registries: Vec<String>,
+    namespace: Option<String>,
+) -> anyhow::Result<()> {
+    let sandbox = Sandbox::new().map_err(|e| anyhow::anyhow!("starting the plugin sandbox: {e:#}"))?;
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let cache = match CompiledCache::open(&cache_dir, sandbox.engine()) {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(error) => {
+            tracing::warn!(%error, "running without a compiled-plugin cache: plugins are recompiled after every restart");
+            None
+        }
+    };
+    let oci = OciSettings { insecure_registries };
+    let plugins = Arc::new(PluginRegistry::new(sandbox, client.clone(), oci, cache, None));
+    let context = Arc::new(ControllerContext::new(client, plugins));
+    tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "starting the Provider controller");
+    controllers::provider::run(context, namespace.as_deref()).await;
+    Ok(())
 }
 
 fn write_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -14,6 +14,36 @@ use serde_json::Value;
 
 use super::common::{JsonMap, Status, json_map_schema};
 
+/// A Provider's status: the common status (its `Synchronized` condition says whether the
+/// plugins loaded) plus what is serving calls.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    #[serde(flatten)]
+    pub status: Status,
+    /// The provider plugin serving calls; after a failed reload, the last good version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<LoadedPlugin>,
+    /// The framework compiler plugins serving calls, by framework name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frameworks: Vec<LoadedFramework>,
+}
+
+/// A loaded plugin: the SHA-256 of its bytes and the WIT world it implements.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct LoadedPlugin {
+    pub sha256: String,
+    /// `kfp:operator/provider@0.1.0` or `kfp:operator/compiler@0.1.0`.
+    pub world: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct LoadedFramework {
+    pub name: String,
+    pub sha256: String,
+    pub world: String,
+}
+
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "pipelines.kubeflow.org",
@@ -21,7 +51,7 @@ use super::common::{JsonMap, Status, json_map_schema};
     kind = "Provider",
     doc = "An ML platform the operator keeps resources in sync with, through a WebAssembly provider plugin.",
     namespaced,
-    status = "Status",
+    status = "ProviderStatus",
     shortname = "mlprv",
     printcolumn = r#"{"name":"SynchronizationState","type":"string","jsonPath":".status.conditions[?(@.type == 'Synchronized')].reason"}"#
 )]

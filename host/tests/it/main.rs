@@ -11,6 +11,7 @@ mod http_capability;
 mod oci;
 mod plugin_sources;
 mod printer_columns;
+mod provider_controller;
 mod sandbox;
 mod status;
 mod support;
