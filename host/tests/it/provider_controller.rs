@@ -54,6 +54,11 @@ async fn wait_for(
     }
 }
 
+fn provider_object(name: &str, spec: serde_json::Value) -> Provider {
+    let object = json!({ "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider", "metadata": { "name": name }, "spec": spec });
+    serde_json::from_value(object).unwrap()
+}
+
 fn message(status: &ProviderStatus) -> &str {
     status.status.conditions.first().map(|c| c.message.as_str()).unwrap_or_default()
 }
@@ -76,16 +81,14 @@ async fn providers_load_their_plugins_and_report_it() {
         &[("provider.wasm", stub.clone()), ("compiler.wasm", compiler.clone())],
     )
     .await;
-    let provider: Provider = serde_json::from_value(json!({
-        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
-        "metadata": { "name": "stub" },
-        "spec": {
+    let provider: Provider = provider_object(
+        "stub",
+        json!({
             "pipelineRootStorage": "gs://root",
             "plugin": { "configMap": { "name": "plugins", "key": "provider.wasm" }, "sha256": sha256_hex(&stub) },
             "frameworks": [{ "name": "tfx", "plugin": { "configMap": { "name": "plugins", "key": "compiler.wasm" }, "sha256": sha256_hex(&compiler) } }],
-        },
-    }))
-    .unwrap();
+        }),
+    );
     providers.create(&PostParams::default(), &provider).await.unwrap();
 
     let status = wait_for(&providers, "stub", "Succeeded", |s| {
@@ -138,12 +141,10 @@ async fn providers_load_their_plugins_and_report_it() {
     assert!(reasons.contains(&"Synced".to_owned()) && reasons.contains(&"SyncFailed".to_owned()), "{reasons:?}");
 
     // An upstream manifest without a plugin: Failed with what to do.
-    let legacy: Provider = serde_json::from_value(json!({
-        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
-        "metadata": { "name": "legacy" },
-        "spec": { "pipelineRootStorage": "gs://root", "serviceImage": "kfp-provider:1.0", "serviceAccount": "kfp" },
-    }))
-    .unwrap();
+    let legacy: Provider = provider_object(
+        "legacy",
+        json!({ "pipelineRootStorage": "gs://root", "serviceImage": "kfp-provider:1.0", "serviceAccount": "kfp" }),
+    );
     providers.create(&PostParams::default(), &legacy).await.unwrap();
     let status =
         wait_for(&providers, "legacy", "Failed", |s| s.status.synchronization_state() == SynchronizationState::Failed)
@@ -151,15 +152,13 @@ async fn providers_load_their_plugins_and_report_it() {
     assert!(message(&status).contains("spec.plugin is not set"), "{}", message(&status));
 
     // A ConfigMap created after its Provider is picked up by the watch, well before the retry.
-    let late: Provider = serde_json::from_value(json!({
-        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
-        "metadata": { "name": "late" },
-        "spec": {
+    let late: Provider = provider_object(
+        "late",
+        json!({
             "pipelineRootStorage": "gs://root",
             "plugin": { "configMap": { "name": "late-plugin", "key": "plugin.wasm" }, "sha256": sha256_hex(&stub) },
-        },
-    }))
-    .unwrap();
+        }),
+    );
     providers.create(&PostParams::default(), &late).await.unwrap();
     let status =
         wait_for(&providers, "late", "Failed", |s| s.status.synchronization_state() == SynchronizationState::Failed)
