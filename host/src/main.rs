@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kfp_operator::{
-    api::crds,
+    api::{Experiment, crds},
     controllers::{self, Context as ControllerContext},
     plugins::{CompiledCache, PluginRegistry, Sandbox, source::OciSettings},
 };
@@ -29,7 +29,8 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
-    /// Run the operator (today: the Provider controller, which loads and reloads plugins).
+    /// Run the operator (today: the Provider controller, which loads and reloads plugins, and
+    /// the Experiment controller).
     Run {
         /// Where compiled plugins are cached between restarts (created if missing; must not be
         /// writable by other users).
@@ -84,8 +85,14 @@ async fn run_operator(
     let oci = OciSettings { insecure_registries };
     let plugins = Arc::new(PluginRegistry::new(sandbox, client.clone(), oci, cache, None));
     let context = Arc::new(ControllerContext::new(client, plugins));
-    tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "starting the Provider controller");
-    controllers::provider::run(context, namespace.as_deref()).await;
+    tracing::info!(
+        namespace = namespace.as_deref().unwrap_or("(all)"),
+        "starting the Provider and Experiment controllers"
+    );
+    tokio::join!(
+        controllers::provider::run(context.clone(), namespace.as_deref()),
+        controllers::synced::run::<Experiment>(context, namespace.as_deref()),
+    );
     Ok(())
 }
 

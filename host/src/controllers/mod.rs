@@ -1,8 +1,15 @@
 //! The controllers. Each reconciles one kind; they share one [`Context`].
 
+pub mod experiment;
 pub mod provider;
+pub mod sync_plan;
+pub mod synced;
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use kube::{
     Client,
@@ -11,17 +18,67 @@ use kube::{
 
 use crate::plugins::PluginRegistry;
 
-/// What every reconcile needs: the API client, the loaded plugins and the Event recorder.
+/// What every reconcile needs: the API client, the loaded plugins, the Event recorder and the
+/// retry backoff.
 pub struct Context {
     pub client: Client,
     pub plugins: Arc<PluginRegistry>,
     pub recorder: Recorder,
+    pub backoff: Backoff,
 }
 
 impl Context {
     pub fn new(client: Client, plugins: Arc<PluginRegistry>) -> Self {
         // Events are recorded as `kfp-operator`, as upstream's recorder name.
         let reporter = Reporter { controller: "kfp-operator".into(), instance: std::env::var("HOSTNAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, plugins }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, plugins, backoff: Backoff::default() }
+    }
+}
+
+/// Exponential backoff per object for transient failures: 5 s, 10 s, 20 s... up to 5 min,
+/// reset once the object synchronises.
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(5), Duration::from_secs(300))
+    }
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max, attempts: Mutex::default() }
+    }
+
+    /// The delay before the next attempt for `key`, counting this failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let attempt = attempts.entry(key.to_owned()).or_insert(0);
+        let delay = self.base.saturating_mul(2u32.saturating_pow(*attempt)).min(self.max);
+        *attempt = attempt.saturating_add(1);
+        delay
+    }
+
+    pub fn reset(&self, key: &str) {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(30));
+        let delays: Vec<u64> = (0..5).map(|_| backoff.next("a").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 30, 30]);
+        assert_eq!(backoff.next("b").as_secs(), 5, "per object");
+        backoff.reset("a");
+        assert_eq!(backoff.next("a").as_secs(), 5);
     }
 }

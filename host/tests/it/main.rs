@@ -6,6 +6,7 @@ mod cli;
 mod crds;
 mod custom_provider;
 mod examples;
+mod experiment_controller;
 mod hash_vectors;
 mod http_capability;
 mod oci;

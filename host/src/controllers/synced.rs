@@ -1,0 +1,272 @@
+//! The reconcile shared by the kinds that mirror one remote resource (Experiment today;
+//! Pipeline, Run and RunSchedule follow the same path): finalizer, version hash, state written
+//! before the plugin call, result written after, Events on every status write.
+
+use std::{fmt::Debug, sync::Arc, time::Duration};
+
+use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Time};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+
+use super::{
+    Context,
+    sync_plan::{Observed, Plan, plan},
+};
+use crate::{
+    api::{
+        FINALIZER, Provider,
+        common::Status,
+        conditions::{SynchronizationState, merge_condition, synchronized_condition},
+        names::NamespacedName,
+    },
+    plugins::{PluginErrorKind, ProviderRequest, ProviderResponse},
+};
+
+/// A kind whose objects each mirror one remote resource of their Provider.
+pub trait Synced:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind as upstream writes it in messages and labels (`experiment`, `pipeline`...).
+    const KIND: &'static str;
+    fn spec_provider(&self) -> &NamespacedName;
+    fn computed_version(&self) -> String;
+    fn common_status(&self) -> Status;
+    /// The plugin call that creates the remote resource; `name` is `namespace/name`.
+    fn create_request(&self, name: String, version: String) -> ProviderRequest;
+    fn update_request(&self, id: String, name: String, version: String) -> ProviderRequest;
+    fn delete_request(id: String) -> ProviderRequest;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} without a namespace")]
+    NoNamespace(String),
+    #[error("{kind} {name}: {source}")]
+    Kube {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = object.namespace().ok_or_else(|| Error::NoNamespace(object.name_any()))?;
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
+    let kube_error = |source| Error::Kube { kind: K::KIND, name: format!("{namespace}/{name}"), source };
+    let writer = StatusWriter { api: &api, object: object.as_ref(), context: &context };
+    let status = object.common_status();
+    let computed = object.computed_version();
+    let deleting = object.meta().deletion_timestamp.is_some();
+    let next = plan(Observed {
+        state: status.synchronization_state(),
+        recorded_provider: &status.provider.name,
+        spec_provider: object.spec_provider(),
+        deletion_requested: deleting,
+        recorded_version: &status.version,
+        computed_version: &computed,
+        id: &status.provider.id,
+    });
+    if !deleting && !object.finalizers().iter().any(|f| f == FINALIZER) {
+        let finalizers: Vec<String> = object.finalizers().iter().cloned().chain([FINALIZER.to_owned()]).collect();
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
+            .await
+            .map_err(kube_error)?;
+    }
+    let key = format!("{namespace}/{name}");
+    let qualified_name = NamespacedName::new(namespace.clone(), name.clone()).to_string();
+
+    match next {
+        Plan::Idle => {
+            if status.observed_generation != object.meta().generation {
+                let message = current_message(&status);
+                writer.write(status.clone(), status.synchronization_state(), &message).await.map_err(kube_error)?;
+            }
+            context.backoff.reset(&key);
+            Ok(Action::await_change())
+        }
+        Plan::Release => {
+            let finalizers: Vec<String> = object.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })),
+            )
+            .await
+            .map_err(kube_error)?;
+            context.backoff.reset(&key);
+            Ok(Action::await_change())
+        }
+        Plan::ProviderChanged => {
+            writer.write(status, SynchronizationState::Failed, "the provider has changed").await.map_err(kube_error)?;
+            Ok(Action::await_change())
+        }
+        Plan::Delete { id } => {
+            // Delete where the resource was created: the recorded Provider, not a new one.
+            let holder = if status.provider.name.is_empty() {
+                object.spec_provider().clone()
+            } else {
+                status.provider.name.clone()
+            };
+            writer.write(status.clone(), SynchronizationState::Deleting, "").await.map_err(kube_error)?;
+            let Some(plugin) = context.plugins.get(&holder.to_string()) else {
+                let message =
+                    format!("waiting for Provider {holder}'s plugin to delete the remote {}; retrying", K::KIND);
+                writer.write(status, SynchronizationState::Deleting, &message).await.map_err(kube_error)?;
+                return Ok(Action::requeue(context.backoff.next(&key)));
+            };
+            match plugin.call_provider(&K::delete_request(id)).await {
+                Ok(_) => {}
+                Err(error) if matches!(error.kind, PluginErrorKind::NotFound(_)) => {}
+                Err(error) => {
+                    // Upstream leaves the object stuck in Deleting; retrying is the fix.
+                    let message = format!("{error}; retrying");
+                    writer.write(status, SynchronizationState::Deleting, &message).await.map_err(kube_error)?;
+                    return Ok(Action::requeue(context.backoff.next(&key)));
+                }
+            }
+            writer.write(status, SynchronizationState::Deleted, "").await.map_err(kube_error)?;
+            Ok(Action::requeue(Duration::ZERO))
+        }
+        Plan::Create | Plan::Update { .. } => {
+            let provider_key = object.spec_provider().to_string();
+            let providers: Api<Provider> = Api::namespaced(context.client.clone(), &object.spec_provider().namespace);
+            let Some(provider) = providers.get_opt(&object.spec_provider().name).await.map_err(kube_error)? else {
+                tracing::info!(kind = K::KIND, object = %key, provider = %provider_key, "waiting for the Provider to exist");
+                return Ok(Action::requeue(context.backoff.next(&key)));
+            };
+            let allowed = &provider.spec.allowed_namespaces;
+            if !allowed.is_empty() && !allowed.contains(&namespace) {
+                let message = format!("namespace {namespace} is not in Provider {provider_key}'s allowedNamespaces");
+                writer.write(status, SynchronizationState::Failed, &message).await.map_err(kube_error)?;
+                return Ok(Action::await_change());
+            }
+            let Some(plugin) = context.plugins.get(&provider_key) else {
+                tracing::info!(kind = K::KIND, object = %key, provider = %provider_key, "waiting for the Provider's plugin to load");
+                return Ok(Action::requeue(context.backoff.next(&key)));
+            };
+            let (state, request) = match &next {
+                Plan::Update { id } => (
+                    SynchronizationState::Updating,
+                    object.update_request(id.clone(), qualified_name, computed.clone()),
+                ),
+                _ => (SynchronizationState::Creating, object.create_request(qualified_name, computed.clone())),
+            };
+            let mut pending = status.clone();
+            pending.version = computed;
+            pending.provider.name = object.spec_provider().clone();
+            writer.write(pending.clone(), state, "").await.map_err(kube_error)?;
+            match plugin.call_provider(&request).await {
+                Ok(ProviderResponse::Id(id)) => {
+                    pending.provider.id = id;
+                    writer.write(pending, SynchronizationState::Succeeded, "").await.map_err(kube_error)?;
+                    context.backoff.reset(&key);
+                    Ok(Action::await_change())
+                }
+                Ok(other) => {
+                    let message = format!("the plugin answered {other:?} instead of an id");
+                    writer.write(pending, SynchronizationState::Failed, &message).await.map_err(kube_error)?;
+                    Ok(Action::await_change())
+                }
+                Err(error) if error.is_transient() => {
+                    let delay = context.backoff.next(&key);
+                    let message = format!("{error}; retrying in {}s", delay.as_secs());
+                    writer.write(pending, state, &message).await.map_err(kube_error)?;
+                    Ok(Action::requeue(delay))
+                }
+                Err(error) => {
+                    writer
+                        .write(pending, SynchronizationState::Failed, &error.to_string())
+                        .await
+                        .map_err(kube_error)?;
+                    Ok(Action::await_change())
+                }
+            }
+        }
+    }
+}
+
+pub fn error_policy<K: Synced>(object: Arc<K>, error: &Error, context: Arc<Context>) -> Action {
+    let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+    let delay = context.backoff.next(&key);
+    tracing::warn!(kind = K::KIND, object = %key, %error, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+fn current_message(status: &Status) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::conditions::SYNCHRONIZED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Writes one object's status and records the Event upstream records for every status write.
+struct StatusWriter<'a, K: Synced> {
+    api: &'a Api<K>,
+    object: &'a K,
+    context: &'a Context,
+}
+
+impl<K: Synced> StatusWriter<'_, K> {
+    async fn write(&self, mut status: Status, state: SynchronizationState, message: &str) -> Result<(), kube::Error> {
+        let generation = self.object.meta().generation;
+        status.observed_generation = generation;
+        let now = Time(jiff::Timestamp::now());
+        merge_condition(&mut status.conditions, synchronized_condition(state, message, generation, now));
+        let name = self.object.name_any();
+        self.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+
+        let mut note = format!("{state} [version: \"{}\"]", status.version);
+        if !message.is_empty() {
+            note = format!("{note}: {message}");
+        }
+        let (type_, reason) = match state {
+            SynchronizationState::Failed => (EventType::Warning, "SyncFailed"),
+            SynchronizationState::Succeeded | SynchronizationState::Deleted => (EventType::Normal, "Synced"),
+            _ => (EventType::Normal, "Syncing"),
+        };
+        let event =
+            Event { type_, reason: reason.into(), note: Some(note), action: "Synchronize".into(), secondary: None };
+        if let Err(error) = self.context.recorder.publish(&event, &self.object.object_ref(&())).await {
+            tracing::warn!(kind = K::KIND, object = %name, %error, "could not record an Event");
+        }
+        tracing::info!(kind = K::KIND, object = %name, %state, message, version = %status.version, "status written");
+        Ok(())
+    }
+}
+
+/// Runs the controller for kind `K` until shutdown; `namespace` limits it (tests).
+pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
+    use futures::StreamExt;
+    let api: Api<K> = match namespace {
+        Some(namespace) => Api::namespaced(context.client.clone(), namespace),
+        None => Api::all(context.client.clone()),
+    };
+    kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile::<K>, error_policy::<K>, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(kind = K::KIND, %error, "reconcile stream error");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,172 @@
+//! The shared synchronisation path, through the Experiment controller and the stub provider on
+//! the real control plane: create, update, permanent and transient failures, provider change,
+//! allowedNamespaces, deletion with remote cleanup and a failed delete that is retried.
+
+use std::{sync::Arc, time::Duration};
+
+use kfp_operator::{
+    api::{Experiment, FINALIZER, Provider, conditions::SynchronizationState},
+    controllers::{Context, provider, synced},
+    plugins::{PluginRegistry, Sandbox, sha256_hex, source::OciSettings},
+};
+use kfp_test_support::plugins;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+use crate::support::setup;
+
+async fn start(client: &Client, namespace: &str) -> Vec<tokio::task::JoinHandle<()>> {
+    let registry =
+        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
+    let context = Arc::new(Context::new(client.clone(), registry));
+    let (first, second) = (namespace.to_owned(), namespace.to_owned());
+    let provider_context = context.clone();
+    vec![
+        tokio::spawn(async move { provider::run(provider_context, Some(&first)).await }),
+        tokio::spawn(async move { synced::run::<Experiment>(context, Some(&second)).await }),
+    ]
+}
+
+async fn create_stub_provider(client: &Client, namespace: &str, name: &str, allowed_namespaces: &[&str]) {
+    let stub = plugins::bytes("stub_provider");
+    let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "stub-plugin" },
+        "binaryData": { "plugin.wasm": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &stub) },
+    }))
+    .unwrap();
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
+    config_maps
+        .patch("stub-plugin", &PatchParams::apply("kfp-test").force(), &Patch::Apply(&config_map))
+        .await
+        .unwrap();
+    let provider: Provider = serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
+        "metadata": { "name": name },
+        "spec": {
+            "pipelineRootStorage": "gs://root",
+            "allowedNamespaces": allowed_namespaces,
+            "plugin": { "configMap": { "name": "stub-plugin", "key": "plugin.wasm" }, "sha256": sha256_hex(&stub) },
+        },
+    }))
+    .unwrap();
+    Api::<Provider>::namespaced(client.clone(), namespace).create(&PostParams::default(), &provider).await.unwrap();
+}
+
+fn experiment(namespace: &str, name: &str, provider: &str) -> Experiment {
+    serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Experiment",
+        "metadata": { "name": name },
+        "spec": { "provider": format!("{namespace}/{provider}"), "description": "first" },
+    }))
+    .unwrap()
+}
+
+/// Waits until the Experiment is in `state` and `done` holds; fails with what was seen.
+async fn wait_for(
+    api: &Api<Experiment>,
+    name: &str,
+    state: SynchronizationState,
+    done: impl Fn(&Experiment) -> bool,
+) -> Experiment {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let experiment = api.get(name).await.unwrap();
+        let current = experiment.status.as_ref().map(|s| s.synchronization_state()).unwrap_or_default();
+        if current == state && done(&experiment) {
+            return experiment;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("Experiment {name} did not reach {state}; last seen: {:#?}", experiment.status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn message(experiment: &Experiment) -> String {
+    experiment.status.as_ref().and_then(|s| s.conditions.first()).map(|c| c.message.clone()).unwrap_or_default()
+}
+
+async fn gone(api: &Api<Experiment>, name: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        if api.get_opt(name).await.unwrap().is_none() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_synchronise_through_the_plugin() {
+    let (client, ns) = setup("experiments").await;
+    let controllers = start(&client, &ns).await;
+    create_stub_provider(&client, &ns, "stub", &[]).await;
+    let api: Api<Experiment> = Api::namespaced(client.clone(), &ns);
+
+    // Create: Succeeded with the remote id, the version hash and the finalizer.
+    api.create(&PostParams::default(), &experiment(&ns, "penguins", "stub")).await.unwrap();
+    let created = wait_for(&api, "penguins", SynchronizationState::Succeeded, |_| true).await;
+    let status = created.status.clone().unwrap();
+    assert_eq!(status.provider.id, format!("experiment:{ns}/penguins"));
+    assert_eq!(status.provider.name.to_string(), format!("{ns}/stub"));
+    assert_eq!(status.version, created.compute_version());
+    assert!(created.finalizers().iter().any(|f| f == FINALIZER));
+
+    // Update: a new version, synchronised again.
+    let change = json!({ "spec": { "description": "second" } });
+    api.patch("penguins", &PatchParams::default(), &Patch::Merge(change)).await.unwrap();
+    let updated = wait_for(&api, "penguins", SynchronizationState::Succeeded, |e| {
+        e.status.as_ref().is_some_and(|s| s.version == e.compute_version() && s.observed_generation == Some(2))
+    })
+    .await;
+    assert_ne!(updated.status.unwrap().version, status.version);
+
+    // Permanent and transient plugin errors.
+    api.create(&PostParams::default(), &experiment(&ns, "create-experiment-fail", "stub")).await.unwrap();
+    let failed = wait_for(&api, "create-experiment-fail", SynchronizationState::Failed, |_| true).await;
+    assert!(message(&failed).contains("permanent error: create experiment failed"), "{}", message(&failed));
+    api.create(&PostParams::default(), &experiment(&ns, "create-experiment-transient", "stub")).await.unwrap();
+    let retrying = wait_for(&api, "create-experiment-transient", SynchronizationState::Creating, |e| {
+        message(e).contains("retrying in")
+    })
+    .await;
+    assert!(message(&retrying).contains("create experiment failed transiently"), "{}", message(&retrying));
+
+    // A changed provider fails the resource.
+    create_stub_provider(&client, &ns, "other", &[]).await;
+    let moved = json!({ "spec": { "provider": format!("{ns}/other") } });
+    api.patch("penguins", &PatchParams::default(), &Patch::Merge(moved)).await.unwrap();
+    let changed = wait_for(&api, "penguins", SynchronizationState::Failed, |_| true).await;
+    assert_eq!(message(&changed), "the provider has changed");
+
+    // allowedNamespaces.
+    create_stub_provider(&client, &ns, "elsewhere", &["some-other-namespace"]).await;
+    api.create(&PostParams::default(), &experiment(&ns, "refused", "elsewhere")).await.unwrap();
+    let refused = wait_for(&api, "refused", SynchronizationState::Failed, |_| true).await;
+    assert!(
+        message(&refused).contains("is not in Provider") && message(&refused).contains("allowedNamespaces"),
+        "{}",
+        message(&refused)
+    );
+
+    // Deletion removes the remote experiment (through the Provider that holds it), then the object.
+    api.delete("penguins", &DeleteParams::default()).await.unwrap();
+    assert!(gone(&api, "penguins").await, "the finalizer was not released");
+
+    // A failed delete is retried, not left stuck: the object stays, Deleting, saying so.
+    api.create(&PostParams::default(), &experiment(&ns, "delete-experiment-fail", "stub")).await.unwrap();
+    wait_for(&api, "delete-experiment-fail", SynchronizationState::Succeeded, |_| true).await;
+    api.delete("delete-experiment-fail", &DeleteParams::default()).await.unwrap();
+    let stuck =
+        wait_for(&api, "delete-experiment-fail", SynchronizationState::Deleting, |e| message(e).contains("retrying"))
+            .await;
+    assert!(message(&stuck).contains("delete experiment failed"), "{}", message(&stuck));
+
+    for controller in controllers {
+        controller.abort();
+    }
+}
