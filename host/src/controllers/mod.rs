@@ -2,6 +2,7 @@
 
 pub mod experiment;
 pub mod provider;
+pub mod run_schedule;
 pub mod sync_plan;
 pub mod synced;
 

@@ -253,14 +253,30 @@ impl<K: Synced> StatusWriter<'_, K> {
     }
 }
 
-/// Runs the controller for kind `K` until shutdown; `namespace` limits it (tests).
+/// Runs the controller for kind `K` until shutdown; `namespace` limits it (tests). A change of
+/// a Provider (its plugin loaded, say) wakes the objects that use it, so they do not wait for
+/// their next retry.
 pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
     use futures::StreamExt;
-    let api: Api<K> = match namespace {
-        Some(namespace) => Api::namespaced(context.client.clone(), namespace),
-        None => Api::all(context.client.clone()),
+    use kube::runtime::{Controller, reflector::ObjectRef, watcher};
+    let (objects, providers): (Api<K>, Api<Provider>) = match namespace {
+        Some(namespace) => {
+            (Api::namespaced(context.client.clone(), namespace), Api::namespaced(context.client.clone(), namespace))
+        }
+        None => (Api::all(context.client.clone()), Api::all(context.client.clone())),
     };
-    kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default())
+    let controller = Controller::new(objects, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(providers, watcher::Config::default(), move |provider| {
+            let provider = NamespacedName::new(provider.namespace().unwrap_or_default(), provider.name_any());
+            store
+                .state()
+                .into_iter()
+                .filter(|object| object.spec_provider() == &provider)
+                .map(|object| ObjectRef::from_obj(&*object))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, context)
         .for_each(|result| async move {

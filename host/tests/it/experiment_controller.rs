@@ -170,3 +170,50 @@ async fn experiments_synchronise_through_the_plugin() {
         controller.abort();
     }
 }
+
+/// RunSchedules take the same path: created remotely with their definition, then deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_schedules_synchronise_through_the_plugin() {
+    use kfp_operator::api::RunSchedule;
+    let (client, ns) = setup("runschedules").await;
+    let registry =
+        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
+    let context = Arc::new(Context::new(client.clone(), registry));
+    let (first, second, provider_context) = (ns.clone(), ns.clone(), context.clone());
+    let controllers = [
+        tokio::spawn(async move { provider::run(provider_context, Some(&first)).await }),
+        tokio::spawn(async move { synced::run::<RunSchedule>(context, Some(&second)).await }),
+    ];
+    create_stub_provider(&client, &ns, "stub", &[]).await;
+    let api: Api<RunSchedule> = Api::namespaced(client.clone(), &ns);
+    let schedule: RunSchedule = serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "RunSchedule",
+        "metadata": { "name": "nightly" },
+        "spec": { "provider": format!("{ns}/stub"), "pipeline": "penguin:v1-abc123", "schedule": { "cronExpression": "0 0 * * *" } },
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &schedule).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let synced = loop {
+        let current = api.get("nightly").await.unwrap();
+        if current.status.as_ref().is_some_and(|s| s.synchronization_state() == SynchronizationState::Succeeded) {
+            break current;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not Succeeded: {:#?}", current.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = synced.status.clone().unwrap();
+    assert_eq!(status.provider.id, format!("runschedule:{ns}/nightly"));
+    assert_eq!(status.version, synced.compute_version());
+
+    api.delete("nightly", &DeleteParams::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while api.get_opt("nightly").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the finalizer was not released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for controller in controllers {
+        controller.abort();
+    }
+}
