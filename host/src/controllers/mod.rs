@@ -12,8 +12,9 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::NamespaceResourceScope;
 use kube::{
-    Client,
+    Api, Client, Resource,
     runtime::events::{Recorder, Reporter},
 };
 
@@ -33,6 +34,17 @@ impl Context {
         // Events are recorded as `kfp-operator`, as upstream's recorder name.
         let reporter = Reporter { controller: "kfp-operator".into(), instance: std::env::var("HOSTNAME").ok() };
         Self { recorder: Recorder::new(client.clone(), reporter), client, plugins, backoff: Backoff::default() }
+    }
+}
+
+/// An API for `K` in one namespace (tests, namespaced installs) or the whole cluster.
+pub(crate) fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
     }
 }
 

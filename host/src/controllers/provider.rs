@@ -24,7 +24,7 @@ use kube::{
 };
 use serde_json::json;
 
-use super::Context;
+use super::{Context, scoped_api};
 use crate::{
     api::{
         Provider,
@@ -57,12 +57,8 @@ pub fn framework_plugin_key(namespace: &str, name: &str, framework: &str) -> Str
 /// Runs the controller until the stream ends. `namespace` limits it to one namespace (tests);
 /// `None` watches the whole cluster.
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
-    let (providers, config_maps): (Api<Provider>, Api<ConfigMap>) = match namespace {
-        Some(namespace) => {
-            (Api::namespaced(context.client.clone(), namespace), Api::namespaced(context.client.clone(), namespace))
-        }
-        None => (Api::all(context.client.clone()), Api::all(context.client.clone())),
-    };
+    let (providers, config_maps) =
+        (scoped_api::<Provider>(&context.client, namespace), scoped_api::<ConfigMap>(&context.client, namespace));
     let controller = Controller::new(providers, watcher::Config::default());
     let store = controller.store();
     controller

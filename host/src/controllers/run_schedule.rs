@@ -2,45 +2,16 @@
 //! pipeline reference is passed as written (upstream reference 1.6: a RunSchedule does not
 //! resolve the latest version; RunConfigurations pin it when they create schedules).
 
-use super::synced::Synced;
+use super::synced::synced_kind;
 use crate::{
-    api::{RunSchedule, common::Status, names::NamespacedName},
-    plugins::{
-        ProviderRequest,
-        bindings::{NamedValue, OutputArtifact, RunScheduleDefinition, Schedule, TriggerIndicator},
-    },
+    api::RunSchedule,
+    plugins::bindings::{NamedValue, OutputArtifact, RunScheduleDefinition, Schedule, TriggerIndicator},
 };
 
 /// The label upstream puts on Runs and RunSchedules created by a RunConfiguration.
 pub const RUN_CONFIGURATION_LABEL: &str = "pipelines.kubeflow.org/runconfiguration.name";
 
-impl Synced for RunSchedule {
-    const KIND: &'static str = "runschedule";
-
-    fn spec_provider(&self) -> &NamespacedName {
-        &self.spec.provider
-    }
-
-    fn computed_version(&self) -> String {
-        self.compute_version()
-    }
-
-    fn common_status(&self) -> Status {
-        self.status.clone().unwrap_or_default()
-    }
-
-    fn create_request(&self, name: String, version: String) -> ProviderRequest {
-        ProviderRequest::CreateRunSchedule { definition: self.definition(name, version) }
-    }
-
-    fn update_request(&self, id: String, name: String, version: String) -> ProviderRequest {
-        ProviderRequest::UpdateRunSchedule { id, definition: self.definition(name, version) }
-    }
-
-    fn delete_request(id: String) -> ProviderRequest {
-        ProviderRequest::DeleteRunSchedule { id }
-    }
-}
+synced_kind!(RunSchedule, "runschedule", CreateRunSchedule, UpdateRunSchedule, DeleteRunSchedule);
 
 impl RunSchedule {
     fn definition(&self, name: String, version: String) -> RunScheduleDefinition {

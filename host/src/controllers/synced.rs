@@ -17,7 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
-    Context,
+    Context, scoped_api,
     sync_plan::{Observed, Plan, plan},
 };
 use crate::{
@@ -51,6 +51,42 @@ pub trait Synced:
     fn update_request(&self, id: String, name: String, version: String) -> ProviderRequest;
     fn delete_request(id: String) -> ProviderRequest;
 }
+
+/// Implements [`Synced`] for a kind with `spec.provider`, the common `Status`, a
+/// `compute_version` and a `definition(name, version)` method, given the kind's name and its
+/// three provider operations.
+macro_rules! synced_kind {
+    ($kind:ty, $name:literal, $create:ident, $update:ident, $delete:ident) => {
+        impl $crate::controllers::synced::Synced for $kind {
+            const KIND: &'static str = $name;
+
+            fn spec_provider(&self) -> &$crate::api::names::NamespacedName {
+                &self.spec.provider
+            }
+
+            fn computed_version(&self) -> String {
+                self.compute_version()
+            }
+
+            fn common_status(&self) -> $crate::api::common::Status {
+                self.status.clone().unwrap_or_default()
+            }
+
+            fn create_request(&self, name: String, version: String) -> $crate::plugins::ProviderRequest {
+                $crate::plugins::ProviderRequest::$create { definition: self.definition(name, version) }
+            }
+
+            fn update_request(&self, id: String, name: String, version: String) -> $crate::plugins::ProviderRequest {
+                $crate::plugins::ProviderRequest::$update { id, definition: self.definition(name, version) }
+            }
+
+            fn delete_request(id: String) -> $crate::plugins::ProviderRequest {
+                $crate::plugins::ProviderRequest::$delete { id }
+            }
+        }
+    };
+}
+pub(crate) use synced_kind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -259,12 +295,8 @@ impl<K: Synced> StatusWriter<'_, K> {
 pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
     use futures::StreamExt;
     use kube::runtime::{Controller, reflector::ObjectRef, watcher};
-    let (objects, providers): (Api<K>, Api<Provider>) = match namespace {
-        Some(namespace) => {
-            (Api::namespaced(context.client.clone(), namespace), Api::namespaced(context.client.clone(), namespace))
-        }
-        None => (Api::all(context.client.clone()), Api::all(context.client.clone())),
-    };
+    let (objects, providers) =
+        (scoped_api::<K>(&context.client, namespace), scoped_api::<Provider>(&context.client, namespace));
     let controller = Controller::new(objects, watcher::Config::default());
     let store = controller.store();
     controller
