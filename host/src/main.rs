@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kfp_operator::{
-    api::{Experiment, RunSchedule, crds},
+    api::{Experiment, Pipeline, RunSchedule, crds},
     controllers::{self, Context as ControllerContext},
     plugins::{CompiledCache, PluginRegistry, Sandbox, source::OciSettings},
 };
@@ -30,7 +30,7 @@ enum Command {
         output_dir: Option<PathBuf>,
     },
     /// Run the operator (today: the Provider controller, which loads and reloads plugins, and
-    /// the Experiment and RunSchedule controllers).
+    /// the Pipeline, Experiment and RunSchedule controllers).
     Run {
         /// Where compiled plugins are cached between restarts (created if missing; must not be
         /// writable by other users).
@@ -87,12 +87,13 @@ async fn run_operator(
     let context = Arc::new(ControllerContext::new(client, plugins));
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("(all)"),
-        "starting the Provider, Experiment and RunSchedule controllers"
+        "starting the Provider, Pipeline, Experiment and RunSchedule controllers"
     );
     tokio::join!(
         controllers::provider::run(context.clone(), namespace.as_deref()),
         controllers::synced::run::<Experiment>(context.clone(), namespace.as_deref()),
-        controllers::synced::run::<RunSchedule>(context, namespace.as_deref()),
+        controllers::synced::run::<RunSchedule>(context.clone(), namespace.as_deref()),
+        controllers::synced::run::<Pipeline>(context, namespace.as_deref()),
     );
     Ok(())
 }

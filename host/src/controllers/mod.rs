@@ -1,6 +1,7 @@
 //! The controllers. Each reconciles one kind; they share one [`Context`].
 
 pub mod experiment;
+pub mod pipeline;
 pub mod provider;
 pub mod run_schedule;
 pub mod sync_plan;

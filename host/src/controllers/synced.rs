@@ -46,9 +46,17 @@ pub trait Synced:
     fn spec_provider(&self) -> &NamespacedName;
     fn computed_version(&self) -> String;
     fn common_status(&self) -> Status;
-    /// The plugin call that creates the remote resource; `name` is `namespace/name`.
-    fn create_request(&self, name: String, version: String) -> ProviderRequest;
-    fn update_request(&self, id: String, name: String, version: String) -> ProviderRequest;
+    /// The plugin call that creates (`id` none) or updates the remote resource; `name` is
+    /// `namespace/name`. Kinds that need more than their spec (a compiled pipeline) do that
+    /// work here; an error fails the resource with its message.
+    fn request(
+        &self,
+        context: &Context,
+        provider: &Provider,
+        id: Option<String>,
+        name: String,
+        version: String,
+    ) -> impl Future<Output = Result<ProviderRequest, String>> + Send;
     fn delete_request(id: String) -> ProviderRequest;
 }
 
@@ -60,24 +68,21 @@ macro_rules! synced_kind {
         impl $crate::controllers::synced::Synced for $kind {
             const KIND: &'static str = $name;
 
-            fn spec_provider(&self) -> &$crate::api::names::NamespacedName {
-                &self.spec.provider
-            }
+            $crate::controllers::synced::synced_accessors!();
 
-            fn computed_version(&self) -> String {
-                self.compute_version()
-            }
-
-            fn common_status(&self) -> $crate::api::common::Status {
-                self.status.clone().unwrap_or_default()
-            }
-
-            fn create_request(&self, name: String, version: String) -> $crate::plugins::ProviderRequest {
-                $crate::plugins::ProviderRequest::$create { definition: self.definition(name, version) }
-            }
-
-            fn update_request(&self, id: String, name: String, version: String) -> $crate::plugins::ProviderRequest {
-                $crate::plugins::ProviderRequest::$update { id, definition: self.definition(name, version) }
+            async fn request(
+                &self,
+                _context: &$crate::controllers::Context,
+                _provider: &$crate::api::Provider,
+                id: Option<String>,
+                name: String,
+                version: String,
+            ) -> Result<$crate::plugins::ProviderRequest, String> {
+                let definition = self.definition(name, version);
+                Ok(match id {
+                    None => $crate::plugins::ProviderRequest::$create { definition },
+                    Some(id) => $crate::plugins::ProviderRequest::$update { id, definition },
+                })
             }
 
             fn delete_request(id: String) -> $crate::plugins::ProviderRequest {
@@ -87,6 +92,25 @@ macro_rules! synced_kind {
     };
 }
 pub(crate) use synced_kind;
+
+/// The accessors of [`Synced`] for a kind with `spec.provider`, the common `Status` and a
+/// `compute_version`; used inside an `impl Synced` block.
+macro_rules! synced_accessors {
+    () => {
+        fn spec_provider(&self) -> &$crate::api::names::NamespacedName {
+            &self.spec.provider
+        }
+
+        fn computed_version(&self) -> String {
+            self.compute_version()
+        }
+
+        fn common_status(&self) -> $crate::api::common::Status {
+            self.status.clone().unwrap_or_default()
+        }
+    };
+}
+pub(crate) use synced_accessors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -197,17 +221,21 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
                 tracing::info!(kind = K::KIND, object = %key, provider = %provider_key, "waiting for the Provider's plugin to load");
                 return Ok(Action::requeue(context.backoff.next(&key)));
             };
-            let (state, request) = match &next {
-                Plan::Update { id } => (
-                    SynchronizationState::Updating,
-                    object.update_request(id.clone(), qualified_name, computed.clone()),
-                ),
-                _ => (SynchronizationState::Creating, object.create_request(qualified_name, computed.clone())),
+            let (state, id) = match &next {
+                Plan::Update { id } => (SynchronizationState::Updating, Some(id.clone())),
+                _ => (SynchronizationState::Creating, None),
             };
             let mut pending = status.clone();
-            pending.version = computed;
+            pending.version = computed.clone();
             pending.provider.name = object.spec_provider().clone();
             writer.write(pending.clone(), state, "").await.map_err(kube_error)?;
+            let request = match object.request(&context, &provider, id, qualified_name, computed).await {
+                Ok(request) => request,
+                Err(message) => {
+                    writer.write(pending, SynchronizationState::Failed, &message).await.map_err(kube_error)?;
+                    return Ok(Action::await_change());
+                }
+            };
             match plugin.call_provider(&request).await {
                 Ok(ProviderResponse::Id(id)) => {
                     pending.provider.id = id;

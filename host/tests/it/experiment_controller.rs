@@ -18,15 +18,15 @@ use serde_json::json;
 
 use crate::support::setup;
 
-async fn start(client: &Client, namespace: &str) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts the Provider controller and the controller of kind `K` for one namespace.
+async fn start<K: synced::Synced>(client: &Client, namespace: &str) -> [tokio::task::JoinHandle<()>; 2] {
     let registry =
         Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
     let context = Arc::new(Context::new(client.clone(), registry));
-    let (first, second) = (namespace.to_owned(), namespace.to_owned());
-    let provider_context = context.clone();
-    vec![
+    let (first, second, provider_context) = (namespace.to_owned(), namespace.to_owned(), context.clone());
+    [
         tokio::spawn(async move { provider::run(provider_context, Some(&first)).await }),
-        tokio::spawn(async move { synced::run::<Experiment>(context, Some(&second)).await }),
+        tokio::spawn(async move { synced::run::<K>(context, Some(&second)).await }),
     ]
 }
 
@@ -103,7 +103,7 @@ async fn gone(api: &Api<Experiment>, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn experiments_synchronise_through_the_plugin() {
     let (client, ns) = setup("experiments").await;
-    let controllers = start(&client, &ns).await;
+    let controllers = start::<Experiment>(&client, &ns).await;
     create_stub_provider(&client, &ns, "stub", &[]).await;
     let api: Api<Experiment> = Api::namespaced(client.clone(), &ns);
 
@@ -176,14 +176,7 @@ async fn experiments_synchronise_through_the_plugin() {
 async fn run_schedules_synchronise_through_the_plugin() {
     use kfp_operator::api::RunSchedule;
     let (client, ns) = setup("runschedules").await;
-    let registry =
-        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
-    let context = Arc::new(Context::new(client.clone(), registry));
-    let (first, second, provider_context) = (ns.clone(), ns.clone(), context.clone());
-    let controllers = [
-        tokio::spawn(async move { provider::run(provider_context, Some(&first)).await }),
-        tokio::spawn(async move { synced::run::<RunSchedule>(context, Some(&second)).await }),
-    ];
+    let controllers = start::<RunSchedule>(&client, &ns).await;
     create_stub_provider(&client, &ns, "stub", &[]).await;
     let api: Api<RunSchedule> = Api::namespaced(client.clone(), &ns);
     let schedule: RunSchedule = serde_json::from_value(json!({
@@ -213,6 +206,93 @@ async fn run_schedules_synchronise_through_the_plugin() {
         assert!(tokio::time::Instant::now() < deadline, "the finalizer was not released");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+/// Pipelines: the framework must be offered by the Provider, its compiler plugin compiles the
+/// (patched) definition, the provider plugin uploads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_compile_and_upload_through_the_plugins() {
+    use kfp_operator::api::Pipeline;
+    let (client, ns) = setup("pipelines").await;
+    let controllers = start::<Pipeline>(&client, &ns).await;
+    let (stub, compiler) = (plugins::bytes("stub_provider"), plugins::bytes("stub_compiler"));
+    let encode = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "plugins" },
+        "binaryData": { "provider.wasm": encode(&stub), "compiler.wasm": encode(&compiler) },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &config_map)
+        .await
+        .unwrap();
+    let provider: Provider = serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
+        "metadata": { "name": "stub" },
+        "spec": {
+            "pipelineRootStorage": "gs://root",
+            "plugin": { "configMap": { "name": "plugins", "key": "provider.wasm" }, "sha256": sha256_hex(&stub) },
+            "frameworks": [{
+                "name": "tfx",
+                "plugin": { "configMap": { "name": "plugins", "key": "compiler.wasm" }, "sha256": sha256_hex(&compiler) },
+                "patches": [{ "type": "json", "payload": r#"[{"op": "add", "path": "/framework/parameters/beamArgs/0", "value": {"name": "--runner", "value": "DirectRunner"}}]"# }],
+            }],
+        },
+    }))
+    .unwrap();
+    Api::<Provider>::namespaced(client.clone(), &ns).create(&PostParams::default(), &provider).await.unwrap();
+
+    let api: Api<Pipeline> = Api::namespaced(client.clone(), &ns);
+    let pipeline = |name: &str, framework: &str| -> Pipeline {
+        serde_json::from_value(json!({
+            "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Pipeline",
+            "metadata": { "name": name },
+            "spec": { "provider": format!("{ns}/stub"), "image": "ghcr.io/team/penguin:v1", "framework": { "name": framework, "parameters": {} } },
+        }))
+        .unwrap()
+    };
+    for (name, framework) in [("penguin", "TFX"), ("compile-fail", "tfx"), ("other-framework", "kfpsdk")] {
+        api.create(&PostParams::default(), &pipeline(name, framework)).await.unwrap();
+    }
+    let settled = |name: &'static str| {
+        let api = api.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let current = api.get(name).await.unwrap();
+                let state = current.status.as_ref().map(|s| s.synchronization_state()).unwrap_or_default();
+                if matches!(state, SynchronizationState::Succeeded | SynchronizationState::Failed) {
+                    return current;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{name} did not settle: {:#?}", current.status);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let message = |pipeline: &Pipeline| {
+        pipeline.status.as_ref().and_then(|s| s.conditions.first()).map(|c| c.message.clone()).unwrap_or_default()
+    };
+
+    // The framework name matches case-insensitively, as upstream.
+    let uploaded = settled("penguin").await;
+    let status = uploaded.status.clone().unwrap();
+    assert_eq!(status.synchronization_state(), SynchronizationState::Succeeded, "{}", message(&uploaded));
+    assert_eq!(status.provider.id, format!("pipeline:{ns}/penguin"));
+    assert_eq!(status.version, uploaded.compute_version());
+    assert!(status.version.starts_with("v1-"));
+
+    let failed = settled("compile-fail").await;
+    assert!(message(&failed).contains("compile pipeline failed"), "the compiler plugin ran: {}", message(&failed));
+    let unsupported = settled("other-framework").await;
+    assert!(
+        message(&unsupported).contains("[kfpsdk] framework not supported by Provider"),
+        "{}",
+        message(&unsupported)
+    );
+
     for controller in controllers {
         controller.abort();
     }
