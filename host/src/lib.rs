@@ -3,4 +3,6 @@
 
 pub mod api;
 pub mod controllers;
+pub mod operator;
 pub mod plugins;
+pub mod telemetry;

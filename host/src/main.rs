@@ -2,14 +2,13 @@
 
 mod plugin_cli;
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kfp_operator::{
-    api::{Experiment, Pipeline, RunSchedule, crds},
-    controllers::{self, Context as ControllerContext},
-    plugins::{CompiledCache, PluginRegistry, Sandbox, source::OciSettings},
+    api::crds,
+    operator::{self, ConfigFile, RunOptions},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -29,9 +28,13 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
-    /// Run the operator (today: the Provider controller, which loads and reloads plugins, and
-    /// the Pipeline, Experiment and RunSchedule controllers).
+    /// Run the operator: the controllers (Provider, Pipeline, Experiment, RunSchedule today),
+    /// behind leader election, with `/metrics`, `/healthz` and `/readyz`.
     Run {
+        /// Upstream's controller-manager configuration file (`system.leaderElection.enabled`
+        /// and `.id` apply); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Where compiled plugins are cached between restarts (created if missing; must not be
         /// writable by other users).
         #[arg(long, default_value = "/var/cache/kfp-operator/plugins")]
@@ -42,6 +45,19 @@ enum Command {
         /// Watch only this namespace instead of the whole cluster.
         #[arg(long)]
         namespace: Option<String>,
+        /// Elect a leader on a Lease so that only one replica reconciles.
+        #[arg(long)]
+        leader_elect: Option<bool>,
+        /// The Lease's name (upstream: `kfp-operator-lock`).
+        #[arg(long)]
+        leader_election_id: Option<String>,
+        /// The Lease's namespace; defaults to `$POD_NAMESPACE`, else `default`.
+        #[arg(long)]
+        leader_election_namespace: Option<String>,
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_address: std::net::SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:8081")]
+        probe_address: std::net::SocketAddr,
     },
     /// Tools for plugin authors: inspect a component, or call it in the operator's sandbox.
     #[command(subcommand)]
@@ -50,52 +66,58 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    // The operator logs structured JSON at info; the tools log for a terminal, warnings only
+    // (their errors are printed once, at the end). RUST_LOG overrides either.
+    let filter = |default: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    match cli.command {
+        Command::Run { .. } => tracing_subscriber::fmt().with_env_filter(filter("info")).json().init(),
+        _ => tracing_subscriber::fmt().with_env_filter(filter("warn")).with_writer(std::io::stderr).init(),
+    }
+    let result = match cli.command {
         Command::Crds { output_dir } => write_crds(output_dir),
         Command::Plugin(command) => plugin_cli::run(command).await,
-        Command::Run { plugin_cache_dir, insecure_registries, namespace } => {
-            run_operator(plugin_cache_dir, insecure_registries, namespace).await
+        Command::Run {
+            config,
+            plugin_cache_dir,
+            insecure_registries,
+            namespace,
+            leader_elect,
+            leader_election_id,
+            leader_election_namespace,
+            metrics_address,
+            probe_address,
+        } => {
+            let file = match config.map(|path| ConfigFile::read(&path)).transpose() {
+                Ok(file) => file.unwrap_or_default(),
+                Err(error) => return fail(error),
+            };
+            let election = file.system.leader_election;
+            operator::run(RunOptions {
+                plugin_cache_dir,
+                insecure_registries,
+                namespace,
+                leader_election: leader_elect.or(election.enabled).unwrap_or(false),
+                lease_name: leader_election_id.or(election.id).unwrap_or_else(|| "kfp-operator-lock".into()),
+                lease_namespace: leader_election_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "default".into()),
+                metrics_address,
+                probe_address,
+            })
+            .await
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // The error chain says what failed and why; a stack trace would only add noise.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(error),
     }
 }
 
-async fn run_operator(
-    cache_dir: PathBuf,
-    insecure_registries: Vec<String>,
-    namespace: Option<String>,
-) -> anyhow::Result<()> {
-    let sandbox = Sandbox::new().map_err(|e| anyhow::anyhow!("starting the plugin sandbox: {e:#}"))?;
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let cache = match CompiledCache::open(&cache_dir, sandbox.engine()) {
-        Ok(cache) => Some(Arc::new(cache)),
-        Err(error) => {
-            tracing::warn!(%error, "running without a compiled-plugin cache: plugins are recompiled after every restart");
-            None
-        }
-    };
-    let oci = OciSettings { insecure_registries };
-    let plugins = Arc::new(PluginRegistry::new(sandbox, client.clone(), oci, cache, None));
-    let context = Arc::new(ControllerContext::new(client, plugins));
-    tracing::info!(
-        namespace = namespace.as_deref().unwrap_or("(all)"),
-        "starting the Provider, Pipeline, Experiment and RunSchedule controllers"
-    );
-    tokio::join!(
-        controllers::provider::run(context.clone(), namespace.as_deref()),
-        controllers::synced::run::<Experiment>(context.clone(), namespace.as_deref()),
-        controllers::synced::run::<RunSchedule>(context.clone(), namespace.as_deref()),
-        controllers::synced::run::<Pipeline>(context, namespace.as_deref()),
-    );
-    Ok(())
+/// The error chain says what failed and why; a stack trace would only add noise.
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
 }
 
 fn write_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {

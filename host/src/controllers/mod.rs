@@ -19,22 +19,35 @@ use kube::{
     runtime::events::{Recorder, Reporter},
 };
 
-use crate::plugins::PluginRegistry;
+use crate::{plugins::PluginRegistry, telemetry::Telemetry};
 
-/// What every reconcile needs: the API client, the loaded plugins, the Event recorder and the
-/// retry backoff.
+/// What every reconcile needs: the API client, the loaded plugins, the Event recorder, the
+/// retry backoff and the metrics.
 pub struct Context {
     pub client: Client,
     pub plugins: Arc<PluginRegistry>,
     pub recorder: Recorder,
     pub backoff: Backoff,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Context {
+    /// A context with metrics of its own (tests, tools).
     pub fn new(client: Client, plugins: Arc<PluginRegistry>) -> Self {
+        let telemetry = Arc::new(Telemetry::new().expect("metrics register in a fresh registry"));
+        Self::with_telemetry(client, plugins, telemetry)
+    }
+
+    pub fn with_telemetry(client: Client, plugins: Arc<PluginRegistry>, telemetry: Arc<Telemetry>) -> Self {
         // Events are recorded as `kfp-operator`, as upstream's recorder name.
         let reporter = Reporter { controller: "kfp-operator".into(), instance: std::env::var("HOSTNAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, plugins, backoff: Backoff::default() }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            plugins,
+            backoff: Backoff::default(),
+            telemetry,
+        }
     }
 }
 

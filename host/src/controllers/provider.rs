@@ -73,7 +73,13 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
+        .run(
+            |provider, context| async move {
+                context.telemetry.clone().measure("provider", reconcile(provider, context)).await
+            },
+            error_policy,
+            context,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "Provider reconcile stream error");

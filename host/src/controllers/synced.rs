@@ -338,7 +338,13 @@ pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(reconcile::<K>, error_policy::<K>, context)
+        .run(
+            |object, context| async move {
+                context.telemetry.clone().measure(K::KIND, reconcile::<K>(object, context)).await
+            },
+            error_policy::<K>,
+            context,
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(kind = K::KIND, %error, "reconcile stream error");

@@ -30,7 +30,7 @@ async fn start<K: synced::Synced>(client: &Client, namespace: &str) -> [tokio::t
     ]
 }
 
-async fn create_stub_provider(client: &Client, namespace: &str, name: &str, allowed_namespaces: &[&str]) {
+pub async fn create_stub_provider(client: &Client, namespace: &str, name: &str, allowed_namespaces: &[&str]) {
     let stub = plugins::bytes("stub_provider");
     let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
         "metadata": { "name": "stub-plugin" },

@@ -1,0 +1,132 @@
+//! The operator binary as it runs in a cluster: two replicas with leader election on the real
+//! control plane. Only the leader reconciles; killing it hands over to the standby within the
+//! lease duration; both serve /healthz, /readyz and /metrics.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use kfp_operator::api::{Experiment, conditions::SynchronizationState};
+use kube::{Api, api::PostParams};
+use serde_json::json;
+
+use crate::{experiment_controller::create_stub_provider, support::setup};
+
+/// One `kfp-operator run` process, killed when dropped.
+struct Replica {
+    child: Child,
+    metrics_port: u16,
+    probe_port: u16,
+}
+
+impl Replica {
+    fn start(namespace: &str, cache: &std::path::Path) -> Self {
+        let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (metrics_port, probe_port) = (free(), free());
+        let child = Command::new(env!("CARGO_BIN_EXE_kfp-operator"))
+            .args(["run", "--namespace", namespace, "--leader-elect", "true", "--leader-election-namespace", namespace])
+            .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
+            .arg(format!("--probe-address=127.0.0.1:{probe_port}"))
+            .arg(format!("--plugin-cache-dir={}", cache.display()))
+            .env("KUBECONFIG", kfp_test_support::shared_kubeconfig())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting kfp-operator run");
+        Self { child, metrics_port, probe_port }
+    }
+
+    /// The status code and body of a GET on loopback, or none while the server is not up.
+    fn get(port: u16, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()))
+    }
+
+    /// Experiment reconciles this replica has run.
+    fn experiment_reconciles(&self) -> u64 {
+        let Some((_, metrics)) = Self::get(self.metrics_port, "/metrics") else { return 0 };
+        metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("kfp_operator_reconciliations_total") && line.contains(r#"controller="experiment""#)
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn synchronised(api: &Api<Experiment>, name: &str) -> bool {
+    api.get(name).await.unwrap().status.is_some_and(|s| s.synchronization_state() == SynchronizationState::Succeeded)
+}
+
+fn experiment(namespace: &str, name: &str) -> Experiment {
+    serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Experiment",
+        "metadata": { "name": name },
+        "spec": { "provider": format!("{namespace}/stub"), "description": "d" },
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    let (client, ns) = setup("failover").await;
+    create_stub_provider(&client, &ns, "stub", &[]).await;
+    let cache = std::env::temp_dir().join(format!("kfp-failover-cache-{}", std::process::id()));
+    let mut replicas = vec![Replica::start(&ns, &cache.join("a")), Replica::start(&ns, &cache.join("b"))];
+
+    // Both are healthy and ready, leader or standby.
+    for replica in &replicas {
+        let probe = replica.probe_port;
+        wait_until("the probes", Duration::from_secs(20), async || {
+            Replica::get(probe, "/healthz").is_some_and(|(code, _)| code == 200)
+                && Replica::get(probe, "/readyz").is_some_and(|(code, _)| code == 200)
+        })
+        .await;
+    }
+
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), &ns);
+    experiments.create(&PostParams::default(), &experiment(&ns, "first")).await.unwrap();
+    wait_until("the first Experiment to synchronise", Duration::from_secs(30), async || {
+        synchronised(&experiments, "first").await
+    })
+    .await;
+    let counts: Vec<u64> = replicas.iter().map(Replica::experiment_reconciles).collect();
+    assert_eq!(counts.iter().filter(|&&count| count > 0).count(), 1, "exactly one replica reconciles: {counts:?}");
+
+    // Kill the leader; the standby takes over within the lease duration and reconciles.
+    let leader = counts.iter().position(|&count| count > 0).unwrap();
+    drop(replicas.remove(leader));
+    let standby = &replicas[0];
+    experiments.create(&PostParams::default(), &experiment(&ns, "second")).await.unwrap();
+    wait_until("the standby to take over", Duration::from_secs(45), async || {
+        synchronised(&experiments, "second").await
+    })
+    .await;
+    assert!(standby.experiment_reconciles() > 0);
+    let _ = std::fs::remove_dir_all(&cache);
+}
