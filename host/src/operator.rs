@@ -7,7 +7,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use serde::Deserialize;
 
 use crate::{
-    api::{Experiment, Pipeline, RunSchedule},
+    api::{Experiment, Pipeline, Run, RunSchedule},
     controllers::{self, Context},
     plugins::{CompiledCache, PluginRegistry, Sandbox, source::OciSettings},
     telemetry::{self, Telemetry},
@@ -126,13 +126,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 async fn run_controllers(context: Arc<Context>, namespace: Option<&str>) {
     tracing::info!(
         namespace = namespace.unwrap_or("(all)"),
-        "starting the Provider, Pipeline, Experiment and RunSchedule controllers"
+        "starting the Provider, Pipeline, Experiment, RunSchedule and Run controllers"
     );
     tokio::join!(
         controllers::provider::run(context.clone(), namespace),
         controllers::synced::run::<Pipeline>(context.clone(), namespace),
         controllers::synced::run::<Experiment>(context.clone(), namespace),
-        controllers::synced::run::<RunSchedule>(context, namespace),
+        controllers::synced::run::<RunSchedule>(context.clone(), namespace),
+        controllers::synced::run::<Run>(context, namespace),
     );
     tracing::info!("controllers stopped");
 }

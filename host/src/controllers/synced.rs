@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     api::{
-        FINALIZER, Provider,
+        FINALIZER, Pipeline, Provider,
         common::Status,
         conditions::{SynchronizationState, merge_condition, synchronized_condition},
         names::NamespacedName,
@@ -58,6 +58,29 @@ pub trait Synced:
         version: String,
     ) -> impl Future<Output = Result<ProviderRequest, String>> + Send;
     fn delete_request(id: String) -> ProviderRequest;
+    /// The Pipeline (same namespace) this object waits for, if any: a change of it wakes the
+    /// object.
+    fn pipeline_name(&self) -> Option<&str> {
+        None
+    }
+    /// Runs before planning, for kinds whose version depends on more than their spec (a Run
+    /// pins its pipeline version): what to record first, or why to wait.
+    fn prepare(&self, _context: &Context) -> impl Future<Output = Prepared> + Send {
+        async { Prepared::Ready }
+    }
+}
+
+/// The outcome of [`Synced::prepare`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    Ready,
+    /// Merge this into the status; the write triggers the next reconcile.
+    Record(serde_json::Value),
+    /// Not yet possible (a dependency is missing); the message goes on the condition and the
+    /// object is retried with backoff.
+    Wait(String),
+    /// Never possible as written: the resource fails with this message.
+    Fail(String),
 }
 
 /// Implements [`Synced`] for a kind with `spec.provider`, the common `Status`, a
@@ -131,9 +154,32 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
     let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
     let kube_error = |source| Error::Kube { kind: K::KIND, name: format!("{namespace}/{name}"), source };
     let writer = StatusWriter { api: &api, object: object.as_ref(), context: &context };
+    let deleting = object.meta().deletion_timestamp.is_some();
+    if !deleting {
+        match object.prepare(&context).await {
+            Prepared::Ready => {}
+            Prepared::Record(status) => {
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+                    .await
+                    .map_err(kube_error)?;
+                return Ok(Action::await_change());
+            }
+            Prepared::Fail(message) => {
+                let status = object.common_status();
+                writer.write(status, SynchronizationState::Failed, &message).await.map_err(kube_error)?;
+                return Ok(Action::await_change());
+            }
+            Prepared::Wait(message) => {
+                let status = object.common_status();
+                if current_message(&status) != message {
+                    writer.write(status.clone(), status.synchronization_state(), &message).await.map_err(kube_error)?;
+                }
+                return Ok(Action::requeue(context.backoff.next(&format!("{namespace}/{name}"))));
+            }
+        }
+    }
     let status = object.common_status();
     let computed = object.computed_version();
-    let deleting = object.meta().deletion_timestamp.is_some();
     let next = plan(Observed {
         state: status.synchronization_state(),
         recorded_provider: &status.provider.name,
@@ -318,22 +364,34 @@ impl<K: Synced> StatusWriter<'_, K> {
 }
 
 /// Runs the controller for kind `K` until shutdown; `namespace` limits it (tests). A change of
-/// a Provider (its plugin loaded, say) wakes the objects that use it, so they do not wait for
-/// their next retry.
+/// a Provider (its plugin loaded, say) or of a Pipeline wakes the objects that use it, so they
+/// do not wait for their next retry.
 pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
     use futures::StreamExt;
     use kube::runtime::{Controller, reflector::ObjectRef, watcher};
-    let (objects, providers) =
-        (scoped_api::<K>(&context.client, namespace), scoped_api::<Provider>(&context.client, namespace));
+    let (objects, providers, pipelines) = (
+        scoped_api::<K>(&context.client, namespace),
+        scoped_api::<Provider>(&context.client, namespace),
+        scoped_api::<Pipeline>(&context.client, namespace),
+    );
     let controller = Controller::new(objects, watcher::Config::default());
-    let store = controller.store();
+    let (by_provider, by_pipeline) = (controller.store(), controller.store());
     controller
         .watches(providers, watcher::Config::default(), move |provider| {
             let provider = NamespacedName::new(provider.namespace().unwrap_or_default(), provider.name_any());
-            store
+            by_provider
                 .state()
                 .into_iter()
                 .filter(|object| object.spec_provider() == &provider)
+                .map(|object| ObjectRef::from_obj(&*object))
+                .collect::<Vec<_>>()
+        })
+        .watches(pipelines, watcher::Config::default(), move |pipeline| {
+            let (namespace, name) = (pipeline.namespace(), pipeline.name_any());
+            by_pipeline
+                .state()
+                .into_iter()
+                .filter(|object| object.namespace() == namespace && object.pipeline_name() == Some(name.as_str()))
                 .map(|object| ObjectRef::from_obj(&*object))
                 .collect::<Vec<_>>()
         })

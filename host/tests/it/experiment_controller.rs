@@ -218,32 +218,13 @@ async fn pipelines_compile_and_upload_through_the_plugins() {
     use kfp_operator::api::Pipeline;
     let (client, ns) = setup("pipelines").await;
     let controllers = start::<Pipeline>(&client, &ns).await;
-    let (stub, compiler) = (plugins::bytes("stub_provider"), plugins::bytes("stub_compiler"));
-    let encode = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
-    let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
-        "metadata": { "name": "plugins" },
-        "binaryData": { "provider.wasm": encode(&stub), "compiler.wasm": encode(&compiler) },
-    }))
-    .unwrap();
-    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &config_map)
-        .await
-        .unwrap();
-    let provider: Provider = serde_json::from_value(json!({
-        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
-        "metadata": { "name": "stub" },
-        "spec": {
-            "pipelineRootStorage": "gs://root",
-            "plugin": { "configMap": { "name": "plugins", "key": "provider.wasm" }, "sha256": sha256_hex(&stub) },
-            "frameworks": [{
-                "name": "tfx",
-                "plugin": { "configMap": { "name": "plugins", "key": "compiler.wasm" }, "sha256": sha256_hex(&compiler) },
-                "patches": [{ "type": "json", "payload": r#"[{"op": "add", "path": "/framework/parameters/beamArgs/0", "value": {"name": "--runner", "value": "DirectRunner"}}]"# }],
-            }],
-        },
-    }))
-    .unwrap();
-    Api::<Provider>::namespaced(client.clone(), &ns).create(&PostParams::default(), &provider).await.unwrap();
+    let compiler = plugins::bytes("stub_compiler");
+    create_provider_with_frameworks(&client, &ns, json!([{
+        "name": "tfx",
+        "plugin": { "configMap": { "name": "plugins", "key": "compiler.wasm" }, "sha256": sha256_hex(&compiler) },
+        "patches": [{ "type": "json", "payload": r#"[{"op": "add", "path": "/framework/parameters/beamArgs/0", "value": {"name": "--runner", "value": "DirectRunner"}}]"# }],
+    }]))
+    .await;
 
     let api: Api<Pipeline> = Api::namespaced(client.clone(), &ns);
     let pipeline = |name: &str, framework: &str| -> Pipeline {
@@ -296,4 +277,121 @@ async fn pipelines_compile_and_upload_through_the_plugins() {
     for controller in controllers {
         controller.abort();
     }
+}
+
+/// Runs pin the latest Succeeded pipeline version (or the one they name), then start through
+/// the plugin; a missing Pipeline or dependency keeps them waiting with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_pin_their_pipeline_and_start_through_the_plugin() {
+    use kfp_operator::api::{Pipeline, Run};
+    let (client, ns) = setup("runs").await;
+    let mut controllers: Vec<_> = start::<Pipeline>(&client, &ns).await.into_iter().collect();
+    let registry =
+        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
+    let run_context = Arc::new(Context::new(client.clone(), registry));
+    let watched = ns.clone();
+    controllers.push(tokio::spawn(async move {
+        // This context has its own registry: load the Provider's plugin in it too.
+        let provider_context = run_context.clone();
+        let scope = watched.clone();
+        tokio::join!(provider::run(provider_context, Some(&scope)), synced::run::<Run>(run_context, Some(&watched)));
+    }));
+    create_provider_with_frameworks(&client, &ns, json!([{ "name": "tfx" }])).await;
+    let pipeline: Pipeline = serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Pipeline",
+        "metadata": { "name": "penguin" },
+        "spec": { "provider": format!("{ns}/stub"), "image": "img:v1", "framework": { "name": "tfx", "parameters": {} } },
+    }))
+    .unwrap();
+    Api::<Pipeline>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pipeline).await.unwrap();
+
+    let runs: Api<Run> = Api::namespaced(client.clone(), &ns);
+    let run = |name: &str, pipeline: &str, parameters: serde_json::Value| -> Run {
+        serde_json::from_value(json!({
+            "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Run",
+            "metadata": { "name": name },
+            "spec": { "provider": format!("{ns}/stub"), "pipeline": pipeline, "parameters": parameters },
+        }))
+        .unwrap()
+    };
+    let from_upstream = json!([{ "name": "model", "valueFrom": { "runConfigurationRef": { "name": "upstream", "outputArtifact": "model" } } }]);
+    for run in [
+        run("latest", "penguin", json!([{ "name": "a", "value": "1" }])),
+        run("pinned", "penguin:v9-abcdef", json!([])),
+        run("no-pipeline", "missing", json!([])),
+        run("no-dependency", "penguin", from_upstream),
+    ] {
+        runs.create(&PostParams::default(), &run).await.unwrap();
+    }
+    let observe = |name: &'static str, done: fn(&Run) -> bool| {
+        let runs = runs.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let current = runs.get(name).await.unwrap();
+                if done(&current) {
+                    return current;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{name}: {:#?}", current.status);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    fn succeeded(run: &Run) -> bool {
+        run.status.as_ref().is_some_and(|s| s.status.synchronization_state() == SynchronizationState::Succeeded)
+    }
+    fn waiting_message(run: &Run) -> String {
+        run.status.as_ref().and_then(|s| s.status.conditions.first()).map(|c| c.message.clone()).unwrap_or_default()
+    }
+
+    let pipeline_version = {
+        let latest = observe("latest", succeeded).await;
+        let status = latest.status.clone().unwrap();
+        assert!(status.status.provider.id.starts_with(&format!("run:{ns}/latest@")), "{}", status.status.provider.id);
+        assert_eq!(status.status.version, latest.compute_version());
+        status.dependencies.pipeline.version
+    };
+    let penguin = Api::<Pipeline>::namespaced(client.clone(), &ns).get("penguin").await.unwrap();
+    assert_eq!(pipeline_version, penguin.status.unwrap().version, "pinned to the latest Succeeded version");
+    let pinned = observe("pinned", succeeded).await;
+    assert_eq!(pinned.status.unwrap().dependencies.pipeline.version, "v9-abcdef");
+
+    let waiting = observe("no-pipeline", |run| waiting_message(run).contains("waiting for Pipeline")).await;
+    assert!(!succeeded(&waiting));
+    let waiting = observe("no-dependency", |run| waiting_message(run).contains("waiting for RunConfiguration")).await;
+    assert!(
+        waiting_message(&waiting).contains("to complete a run (parameter model takes its artifact model)"),
+        "{}",
+        waiting_message(&waiting)
+    );
+    assert!(!succeeded(&waiting));
+
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+/// Creates ConfigMap `plugins` with the stub provider (`provider.wasm`) and compiler
+/// (`compiler.wasm`), and Provider `stub` using the former, with these frameworks.
+async fn create_provider_with_frameworks(client: &Client, namespace: &str, frameworks: serde_json::Value) {
+    let stub = plugins::bytes("stub_provider");
+    let encode = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "plugins" },
+        "binaryData": { "provider.wasm": encode(&stub), "compiler.wasm": encode(&plugins::bytes("stub_compiler")) },
+    }))
+    .unwrap();
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
+    config_maps.create(&PostParams::default(), &config_map).await.unwrap();
+    let provider: Provider = serde_json::from_value(json!({
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
+        "metadata": { "name": "stub" },
+        "spec": {
+            "pipelineRootStorage": "gs://root",
+            "plugin": { "configMap": { "name": "plugins", "key": "provider.wasm" }, "sha256": sha256_hex(&stub) },
+            "frameworks": frameworks,
+        },
+    }))
+    .unwrap();
+    Api::<Provider>::namespaced(client.clone(), namespace).create(&PostParams::default(), &provider).await.unwrap();
 }
