@@ -126,14 +126,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 async fn run_controllers(context: Arc<Context>, namespace: Option<&str>) {
     tracing::info!(
         namespace = namespace.unwrap_or("(all)"),
-        "starting the Provider, Pipeline, Experiment, RunSchedule and Run controllers"
+        "starting the Provider, Pipeline, Experiment, RunSchedule and Run controllers and run completion polling"
     );
-    tokio::join!(
-        controllers::provider::run(context.clone(), namespace),
-        controllers::synced::run::<Pipeline>(context.clone(), namespace),
-        controllers::synced::run::<Experiment>(context.clone(), namespace),
-        controllers::synced::run::<RunSchedule>(context.clone(), namespace),
-        controllers::synced::run::<Run>(context, namespace),
-    );
+    let reconcilers = async {
+        tokio::join!(
+            controllers::provider::run(context.clone(), namespace),
+            controllers::synced::run::<Pipeline>(context.clone(), namespace),
+            controllers::synced::run::<Experiment>(context.clone(), namespace),
+            controllers::synced::run::<RunSchedule>(context.clone(), namespace),
+            controllers::synced::run::<Run>(context.clone(), namespace),
+        )
+    };
+    // The controllers stop on SIGTERM/SIGINT; the completion poller stops with them.
+    tokio::select! {
+        _ = reconcilers => {}
+        () = controllers::run_completion::run(context.clone(), namespace, Default::default()) => {}
+    }
     tracing::info!("controllers stopped");
 }

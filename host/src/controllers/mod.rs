@@ -4,6 +4,7 @@ pub mod experiment;
 pub mod pipeline;
 pub mod provider;
 pub mod run;
+pub mod run_completion;
 pub mod run_schedule;
 pub mod sync_plan;
 pub mod synced;

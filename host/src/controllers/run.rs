@@ -69,6 +69,13 @@ impl Synced for Run {
         self.spec.pipeline.as_ref().map(|pipeline| pipeline.name.as_str())
     }
 
+    fn depends_on(&self, run_configuration: &NamespacedName) -> bool {
+        let namespace = self.namespace().unwrap_or_default();
+        self.spec.parameters.iter().filter_map(|p| p.value_from.as_ref()).any(|value_from| {
+            &value_from.run_configuration_ref.name.with_default_namespace(&namespace) == run_configuration
+        })
+    }
+
     async fn prepare(&self, context: &Context) -> Prepared {
         let namespace = self.namespace().unwrap_or_default();
         let dependencies = self.status.clone().unwrap_or_default().dependencies;

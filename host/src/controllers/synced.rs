@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     api::{
-        FINALIZER, Pipeline, Provider,
+        FINALIZER, Pipeline, Provider, RunConfiguration,
         common::Status,
         conditions::{SynchronizationState, merge_condition, synchronized_condition},
         names::NamespacedName,
@@ -62,6 +62,11 @@ pub trait Synced:
     /// object.
     fn pipeline_name(&self) -> Option<&str> {
         None
+    }
+    /// Whether this object takes something from the RunConfiguration `run_configuration`: a
+    /// change of it wakes the object.
+    fn depends_on(&self, _run_configuration: &NamespacedName) -> bool {
+        false
     }
     /// Runs before planning, for kinds whose version depends on more than their spec (a Run
     /// pins its pipeline version): what to record first, or why to wait.
@@ -364,18 +369,19 @@ impl<K: Synced> StatusWriter<'_, K> {
 }
 
 /// Runs the controller for kind `K` until shutdown; `namespace` limits it (tests). A change of
-/// a Provider (its plugin loaded, say) or of a Pipeline wakes the objects that use it, so they
-/// do not wait for their next retry.
+/// a Provider (its plugin loaded, say), a Pipeline or a RunConfiguration wakes the objects that
+/// use it, so they do not wait for their next retry.
 pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
     use futures::StreamExt;
     use kube::runtime::{Controller, reflector::ObjectRef, watcher};
-    let (objects, providers, pipelines) = (
+    let (objects, providers, pipelines, run_configurations) = (
         scoped_api::<K>(&context.client, namespace),
         scoped_api::<Provider>(&context.client, namespace),
         scoped_api::<Pipeline>(&context.client, namespace),
+        scoped_api::<RunConfiguration>(&context.client, namespace),
     );
     let controller = Controller::new(objects, watcher::Config::default());
-    let (by_provider, by_pipeline) = (controller.store(), controller.store());
+    let (by_provider, by_pipeline, by_run_configuration) = (controller.store(), controller.store(), controller.store());
     controller
         .watches(providers, watcher::Config::default(), move |provider| {
             let provider = NamespacedName::new(provider.namespace().unwrap_or_default(), provider.name_any());
@@ -392,6 +398,16 @@ pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
                 .state()
                 .into_iter()
                 .filter(|object| object.namespace() == namespace && object.pipeline_name() == Some(name.as_str()))
+                .map(|object| ObjectRef::from_obj(&*object))
+                .collect::<Vec<_>>()
+        })
+        .watches(run_configurations, watcher::Config::default(), move |run_configuration| {
+            let run_configuration =
+                NamespacedName::new(run_configuration.namespace().unwrap_or_default(), run_configuration.name_any());
+            by_run_configuration
+                .state()
+                .into_iter()
+                .filter(|object| object.depends_on(&run_configuration))
                 .map(|object| ObjectRef::from_obj(&*object))
                 .collect::<Vec<_>>()
         })

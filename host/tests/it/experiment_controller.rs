@@ -388,10 +388,105 @@ async fn create_provider_with_frameworks(client: &Client, namespace: &str, frame
         "metadata": { "name": "stub" },
         "spec": {
             "pipelineRootStorage": "gs://root",
+            "parameters": { "runDurationSeconds": 1 },
             "plugin": { "configMap": { "name": "plugins", "key": "provider.wasm" }, "sha256": sha256_hex(&stub) },
             "frameworks": frameworks,
         },
     }))
     .unwrap();
     Api::<Provider>::namespaced(client.clone(), namespace).create(&PostParams::default(), &provider).await.unwrap();
+}
+
+/// The loop from a finished Run to its RunConfiguration and on to a dependent Run: completion
+/// is polled through the plugin, the RunConfiguration's latest succeeded run gets the artifacts
+/// the Run selects, and a Run taking a parameter from it resolves and starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_runs_feed_their_run_configuration_and_its_dependents() {
+    use kfp_operator::{
+        api::{Pipeline, Run, RunConfiguration, run::CompletionState},
+        controllers::run_completion::{self, CompletionSettings},
+    };
+    let (client, ns) = setup("completion").await;
+    let registry =
+        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
+    let context = Arc::new(Context::new(client.clone(), registry));
+    let scope = ns.clone();
+    let stack = tokio::spawn(async move {
+        let settings = CompletionSettings { interval: Duration::from_millis(500), concurrency: 4 };
+        tokio::join!(
+            provider::run(context.clone(), Some(&scope)),
+            synced::run::<Pipeline>(context.clone(), Some(&scope)),
+            synced::run::<Run>(context.clone(), Some(&scope)),
+            run_completion::run(context, Some(&scope), settings),
+        );
+    });
+    create_provider_with_frameworks(&client, &ns, json!([{ "name": "tfx" }])).await;
+    let object = |kind: &str, name: &str, labels: serde_json::Value, spec: serde_json::Value| json!({ "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": kind, "metadata": { "name": name, "labels": labels }, "spec": spec });
+    let provider = format!("{ns}/stub");
+    let pipeline: Pipeline = serde_json::from_value(object(
+        "Pipeline",
+        "penguin",
+        json!({}),
+        json!({
+            "provider": provider, "image": "img:v1", "framework": { "name": "tfx", "parameters": {} },
+        }),
+    ))
+    .unwrap();
+    Api::<Pipeline>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pipeline).await.unwrap();
+    let training: RunConfiguration = serde_json::from_value(object(
+        "RunConfiguration",
+        "training",
+        json!({}),
+        json!({
+            "run": { "provider": provider, "pipeline": "penguin" },
+        }),
+    ))
+    .unwrap();
+    let run_configurations: Api<RunConfiguration> = Api::namespaced(client.clone(), &ns);
+    run_configurations.create(&PostParams::default(), &training).await.unwrap();
+
+    let runs: Api<Run> = Api::namespaced(client.clone(), &ns);
+    let rc_label = json!({ "pipelines.kubeflow.org/runconfiguration.name": "training" });
+    let run = |name: &str, labels: serde_json::Value, extra: serde_json::Value| -> Run {
+        let mut spec = json!({ "provider": provider, "pipeline": "penguin" });
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(object("Run", name, labels, spec)).unwrap()
+    };
+    let artifacts = json!({ "artifacts": [{ "name": "model", "path": "Pusher:pushed_model:0[pushed == 1]" }] });
+    runs.create(&PostParams::default(), &run("training-1", rc_label, artifacts)).await.unwrap();
+    runs.create(&PostParams::default(), &run("doomed-fails", json!({}), json!({}))).await.unwrap();
+    let from_training = json!({ "parameters": [{ "name": "model", "valueFrom": { "runConfigurationRef": { "name": "training", "outputArtifact": "model" } } }] });
+    runs.create(&PostParams::default(), &run("evaluation", json!({}), from_training)).await.unwrap();
+
+    let completed = |name: &'static str| {
+        let runs = runs.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                let current = runs.get(name).await.unwrap();
+                if let Some(state) = current.status.as_ref().and_then(|s| s.completion_state) {
+                    return (current, state);
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{name} did not complete: {:#?}", current.status);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let (training_run, state) = completed("training-1").await;
+    assert_eq!(state, CompletionState::Succeeded);
+    let training_status = training_run.status.unwrap();
+    assert!(training_status.marked_completed_at.is_some());
+    let (_, state) = completed("doomed-fails").await;
+    assert_eq!(state, CompletionState::Failed);
+
+    let latest = run_configurations.get("training").await.unwrap().status.unwrap().latest_runs.succeeded;
+    assert_eq!(latest.provider_id, training_status.status.provider.id);
+    assert_eq!(latest.artifacts.len(), 1);
+    assert_eq!(latest.artifacts[0].location, format!("gs://root/{ns}/training-1/Pusher/pushed_model"));
+
+    // The dependent Run resolves its parameter from that artifact and starts.
+    let (evaluation, _) = completed("evaluation").await;
+    let dependency = &evaluation.status.unwrap().dependencies.run_configurations["training"];
+    assert_eq!(dependency.artifacts[0].location, latest.artifacts[0].location);
+    stack.abort();
 }

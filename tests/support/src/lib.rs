@@ -20,9 +20,17 @@ pub use cluster::{ClusterOptions, TestCluster, client_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client, api::PostParams};
 
-/// The repository's root folder.
+/// The repository's root folder: found from the package cargo is running (set at run time,
+/// so a build shared between clones through one target folder never points at another clone),
+/// falling back to where this crate was compiled.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let start =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    start
+        .ancestors()
+        .find(|dir| dir.join("tests/cluster/build.sh").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// The CRDs the Helm chart ships, which the shared control plane installs.
