@@ -63,7 +63,8 @@ crds:
 	cargo run --locked -q -p kfp-operator -- crds --output-dir charts/kfp-operator/crds
 
 demo:
-	@echo "make demo: not yet. The controllers (issue #4) and the plugins (issue #3) that make" >&2
-	@echo "resources reach Succeeded do not exist yet. Today you can start a real control plane" >&2
-	@echo "with the CRDs installed ('make cluster') and apply examples/ to it." >&2
+	@echo "make demo: not yet. The RunConfiguration controller (issue #4) that the demo's" >&2
+	@echo "examples need does not exist yet. Today: 'make cluster' starts a real control plane" >&2
+	@echo "with the CRDs, and 'kfp-operator run' reconciles Providers, Pipelines, Experiments," >&2
+	@echo "RunSchedules and Runs against it (see README.md)." >&2
 	@exit 1
