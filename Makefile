@@ -63,8 +63,8 @@ crds:
 	cargo run --locked -q -p kfp-operator -- crds --output-dir charts/kfp-operator/crds
 
 demo:
-	@echo "make demo: not yet. The RunConfiguration controller (issue #4) that the demo's" >&2
-	@echo "examples need does not exist yet. Today: 'make cluster' starts a real control plane" >&2
-	@echo "with the CRDs, and 'kfp-operator run' reconciles Providers, Pipelines, Experiments," >&2
-	@echo "RunSchedules and Runs against it (see README.md)." >&2
+	@echo "make demo: not yet. The controllers exist, but the script that starts them with the" >&2
+	@echo "examples and prints the live table does not. Today: 'make cluster' starts a real" >&2
+	@echo "control plane with the CRDs, and 'kfp-operator run' reconciles every kind against it" >&2
+	@echo "(see README.md)." >&2
 	@exit 1

@@ -126,7 +126,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 async fn run_controllers(context: Arc<Context>, namespace: Option<&str>) {
     tracing::info!(
         namespace = namespace.unwrap_or("(all)"),
-        "starting the Provider, Pipeline, Experiment, RunSchedule and Run controllers and run completion polling"
+        "starting the Provider, Pipeline, Experiment, RunSchedule, Run and RunConfiguration controllers and run completion polling"
     );
     let reconcilers = async {
         tokio::join!(
@@ -135,6 +135,7 @@ async fn run_controllers(context: Arc<Context>, namespace: Option<&str>) {
             controllers::synced::run::<Experiment>(context.clone(), namespace),
             controllers::synced::run::<RunSchedule>(context.clone(), namespace),
             controllers::synced::run::<Run>(context.clone(), namespace),
+            controllers::run_configuration::run(context.clone(), namespace),
         )
     };
     // The controllers stop on SIGTERM/SIGINT; the completion poller stops with them.

@@ -5,6 +5,7 @@ pub mod pipeline;
 pub mod provider;
 pub mod run;
 pub mod run_completion;
+pub mod run_configuration;
 pub mod run_schedule;
 pub mod sync_plan;
 pub mod synced;

@@ -17,9 +17,10 @@ use super::{
 use crate::{
     api::{
         Pipeline, Provider, Run, RunConfiguration,
-        common::{RunReference, Status},
+        common::{self, RunReference, Status},
         conditions::SynchronizationState,
         names::NamespacedName,
+        run::{Dependencies, Parameter},
     },
     plugins::{
         ProviderRequest,
@@ -152,29 +153,10 @@ impl Run {
             |object: &str| if object.is_empty() { String::new() } else { format!("{namespace}/{object}") };
         let labels = self.labels();
         let status = self.status.clone().unwrap_or_default();
-        let mut parameters = Vec::new();
-        for parameter in &self.spec.parameters {
-            let value = match &parameter.value_from {
-                None => parameter.value.clone(),
-                Some(value_from) => {
-                    let reference = &value_from.run_configuration_ref;
-                    let artifact = status.dependencies.run_configurations.get(&reference.name.to_string()).and_then(
-                        |run: &RunReference| run.artifacts.iter().find(|a| a.name == reference.output_artifact),
-                    );
-                    match artifact {
-                        Some(artifact) => artifact.location.clone(),
-                        None if reference.optional => continue,
-                        None => {
-                            return Err(format!(
-                                "artifact {} not found in the latest run of RunConfiguration {}",
-                                reference.output_artifact, reference.name
-                            ));
-                        }
-                    }
-                }
-            };
-            parameters.push(NamedValue { name: parameter.name.clone(), value });
-        }
+        let parameters = resolve_parameters(&self.spec.parameters, &status.dependencies)?
+            .into_iter()
+            .map(|p| NamedValue { name: p.name, value: p.value })
+            .collect();
         let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
         Ok(RunDefinition {
             name,
@@ -197,4 +179,37 @@ impl Run {
             },
         })
     }
+}
+
+/// Runtime parameters with `valueFrom` replaced by the referenced artifact's location from the
+/// recorded dependency runs; optional ones without an artifact are left out (upstream 2.7).
+pub(super) fn resolve_parameters(
+    parameters: &[Parameter],
+    dependencies: &Dependencies,
+) -> Result<Vec<common::NamedValue>, String> {
+    let mut resolved = Vec::new();
+    for parameter in parameters {
+        let value = match &parameter.value_from {
+            None => parameter.value.clone(),
+            Some(value_from) => {
+                let reference = &value_from.run_configuration_ref;
+                let found = dependencies
+                    .run_configurations
+                    .get(&reference.name.to_string())
+                    .and_then(|run: &RunReference| run.artifacts.iter().find(|a| a.name == reference.output_artifact));
+                match found {
+                    Some(artifact) => artifact.location.clone(),
+                    None if reference.optional => continue,
+                    None => {
+                        return Err(format!(
+                            "artifact '{}' not found in dependency '{}'",
+                            reference.output_artifact, reference.name
+                        ));
+                    }
+                }
+            }
+        };
+        resolved.push(common::NamedValue { name: parameter.name.clone(), value });
+    }
+    Ok(resolved)
 }

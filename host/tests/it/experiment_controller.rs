@@ -402,24 +402,9 @@ async fn create_provider_with_frameworks(client: &Client, namespace: &str, frame
 /// the Run selects, and a Run taking a parameter from it resolves and starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_runs_feed_their_run_configuration_and_its_dependents() {
-    use kfp_operator::{
-        api::{Pipeline, Run, RunConfiguration, run::CompletionState},
-        controllers::run_completion::{self, CompletionSettings},
-    };
+    use kfp_operator::api::{Pipeline, Run, RunConfiguration, run::CompletionState};
     let (client, ns) = setup("completion").await;
-    let registry =
-        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
-    let context = Arc::new(Context::new(client.clone(), registry));
-    let scope = ns.clone();
-    let stack = tokio::spawn(async move {
-        let settings = CompletionSettings { interval: Duration::from_millis(500), concurrency: 4 };
-        tokio::join!(
-            provider::run(context.clone(), Some(&scope)),
-            synced::run::<Pipeline>(context.clone(), Some(&scope)),
-            synced::run::<Run>(context.clone(), Some(&scope)),
-            run_completion::run(context, Some(&scope), settings),
-        );
-    });
+    let stack = start_stack(&client, &ns);
     create_provider_with_frameworks(&client, &ns, json!([{ "name": "tfx" }])).await;
     let object = |kind: &str, name: &str, labels: serde_json::Value, spec: serde_json::Value| json!({ "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": kind, "metadata": { "name": name, "labels": labels }, "spec": spec });
     let provider = format!("{ns}/stub");
@@ -489,4 +474,110 @@ async fn completed_runs_feed_their_run_configuration_and_its_dependents() {
     let dependency = &evaluation.status.unwrap().dependencies.run_configurations["training"];
     assert_eq!(dependency.artifacts[0].location, latest.artifacts[0].location);
     stack.abort();
+}
+
+/// RunConfigurations as in examples/runconfiguration.yaml: a schedule and an onChange trigger,
+/// and a second RunConfiguration that runs whenever the first succeeds, taking its artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_configurations_schedule_trigger_and_chain() {
+    use kfp_operator::api::{Pipeline, Run, RunConfiguration, RunSchedule};
+    let (client, ns) = setup("runconfigurations").await;
+    let stack = start_stack(&client, &ns);
+    create_provider_with_frameworks(&client, &ns, json!([{ "name": "tfx" }])).await;
+    let provider = format!("{ns}/stub");
+    let object = |kind: &str, name: &str, spec: serde_json::Value| json!({ "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": kind, "metadata": { "name": name }, "spec": spec });
+    let pipeline: Pipeline = serde_json::from_value(object(
+        "Pipeline",
+        "penguin",
+        json!({
+            "provider": provider, "image": "img:v1", "framework": { "name": "tfx", "parameters": {} },
+        }),
+    ))
+    .unwrap();
+    Api::<Pipeline>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pipeline).await.unwrap();
+    let configurations: Api<RunConfiguration> = Api::namespaced(client.clone(), &ns);
+    let training: RunConfiguration = serde_json::from_value(object("RunConfiguration", "training", json!({
+        "run": { "provider": provider, "pipeline": "penguin", "artifacts": [{ "name": "model", "path": "Pusher:pushed_model:0[pushed == 1]" }] },
+        "triggers": { "schedules": [{ "cronExpression": "0 0 * * *" }], "onChange": ["runSpec"] },
+    })))
+    .unwrap();
+    let evaluation: RunConfiguration = serde_json::from_value(object("RunConfiguration", "evaluation", json!({
+        "run": { "provider": provider, "pipeline": "penguin",
+                 "parameters": [{ "name": "model", "valueFrom": { "runConfigurationRef": { "name": "training", "outputArtifact": "model" } } }] },
+        "triggers": { "runConfigurations": ["training"] },
+    })))
+    .unwrap();
+    configurations.create(&PostParams::default(), &training).await.unwrap();
+    configurations.create(&PostParams::default(), &evaluation).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let runs: Api<Run> = Api::namespaced(client.clone(), &ns);
+    let schedules: Api<RunSchedule> = Api::namespaced(client.clone(), &ns);
+    loop {
+        let all_runs = runs.list(&Default::default()).await.unwrap().items;
+        let by = |rc: &str| {
+            all_runs
+                .iter()
+                .filter(|r| {
+                    r.labels().get("pipelines.kubeflow.org/runconfiguration.name").map(String::as_str) == Some(rc)
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (training_runs, evaluation_runs) = (by("training"), by("evaluation"));
+        let evaluated = evaluation_runs.iter().any(|r| r.status.as_ref().is_some_and(|s| s.completion_state.is_some()));
+        let rc_states: Vec<SynchronizationState> = configurations
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|rc| rc.status.as_ref().map(|s| s.synchronization_state()).unwrap_or_default())
+            .collect();
+        if evaluated && rc_states.iter().all(|s| *s == SynchronizationState::Succeeded) {
+            // onChange runSpec started one training Run; the chain started one evaluation Run.
+            assert_eq!(training_runs.len(), 1);
+            assert_eq!(training_runs[0].labels()["pipelines.kubeflow.org/trigger-type"], "onChangeRunSpec");
+            assert_eq!(evaluation_runs[0].labels()["pipelines.kubeflow.org/trigger-type"], "runConfiguration");
+            let dependency = &evaluation_runs[0].status.as_ref().unwrap().dependencies.run_configurations["training"];
+            assert!(dependency.artifacts[0].location.ends_with("/Pusher/pushed_model"));
+            // One owned RunSchedule, synchronised, pinned to the pipeline's version.
+            let owned = schedules.list(&Default::default()).await.unwrap().items;
+            assert_eq!(owned.len(), 1);
+            assert!(owned[0].spec.pipeline.as_ref().unwrap().version.as_deref().is_some_and(|v| v.starts_with("v1-")));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runs: training {training_runs:#?} evaluation {evaluation_runs:#?}; RC states {rc_states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stack.abort();
+}
+
+/// Starts every controller and the completion poller (polling every 500 ms) for one namespace.
+fn start_stack(client: &Client, namespace: &str) -> tokio::task::JoinHandle<()> {
+    use kfp_operator::{
+        api::{Pipeline, Run, RunSchedule},
+        controllers::{
+            run_completion::{self, CompletionSettings},
+            run_configuration,
+        },
+    };
+    let registry =
+        Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
+    let context = Arc::new(Context::new(client.clone(), registry));
+    let scope = namespace.to_owned();
+    tokio::spawn(async move {
+        let settings = CompletionSettings { interval: Duration::from_millis(500), concurrency: 4 };
+        tokio::join!(
+            provider::run(context.clone(), Some(&scope)),
+            synced::run::<Pipeline>(context.clone(), Some(&scope)),
+            synced::run::<Run>(context.clone(), Some(&scope)),
+            synced::run::<RunSchedule>(context.clone(), Some(&scope)),
+            run_configuration::run(context.clone(), Some(&scope)),
+            run_completion::run(context, Some(&scope), settings),
+        );
+    })
 }
