@@ -58,6 +58,10 @@ enum Command {
         metrics_address: std::net::SocketAddr,
         #[arg(long, default_value = "0.0.0.0:8081")]
         probe_address: std::net::SocketAddr,
+        /// Delete completed Runs this long after completion (e.g. `10m`; upstream's
+        /// `spec.runCompletionTTL`); never by default.
+        #[arg(long)]
+        run_completion_ttl: Option<String>,
     },
     /// Tools for plugin authors: inspect a component, or call it in the operator's sandbox.
     #[command(subcommand)]
@@ -87,12 +91,22 @@ async fn main() -> ExitCode {
             leader_election_namespace,
             metrics_address,
             probe_address,
+            run_completion_ttl,
         } => {
             let file = match config.map(|path| ConfigFile::read(&path)).transpose() {
                 Ok(file) => file.unwrap_or_default(),
                 Err(error) => return fail(error),
             };
             let election = file.system.leader_election;
+            let ttl_text = run_completion_ttl.or(file.spec.run_completion_ttl);
+            let run_completion_ttl =
+                match ttl_text.as_deref().map(|t| (t, kfp_operator::plugins::limits::parse_duration(t))) {
+                    None => None,
+                    Some((_, Some(ttl))) => Some(ttl),
+                    Some((text, None)) => {
+                        return fail(anyhow::anyhow!("runCompletionTTL {text:?} is not a duration such as 10m"));
+                    }
+                };
             operator::run(RunOptions {
                 plugin_cache_dir,
                 insecure_registries,
@@ -104,6 +118,7 @@ async fn main() -> ExitCode {
                     .unwrap_or_else(|| "default".into()),
                 metrics_address,
                 probe_address,
+                run_completion_ttl,
             })
             .await
         }

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub lease_namespace: String,
     pub metrics_address: SocketAddr,
     pub probe_address: SocketAddr,
+    /// Delete completed Runs this long after completion (upstream `runCompletionTTL`).
+    pub run_completion_ttl: Option<std::time::Duration>,
 }
 
 /// The upstream controller-manager configuration file keys that still apply (upstream
@@ -38,6 +40,15 @@ pub struct RunOptions {
 pub struct ConfigFile {
     #[serde(default)]
     pub system: SystemConfig,
+    #[serde(default)]
+    pub spec: SpecConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecConfig {
+    /// A Go duration such as `10m`.
+    pub run_completion_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,7 +97,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 
     if !options.leader_election {
         telemetry.set_ready();
-        run_controllers(context, namespace.as_deref()).await;
+        run_controllers(context, namespace.as_deref(), options.run_completion_ttl).await;
         return Ok(());
     }
 
@@ -113,7 +124,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        () = run_controllers(context, namespace.as_deref()) => {}
+        () = run_controllers(context, namespace.as_deref(), options.run_completion_ttl) => {}
         () = lost => bail!("lost the leader lease {}; exiting so that a standby takes over", options.lease_name),
     }
     // Shutting down: closing the channel makes the lease task release the lease at once.
@@ -123,7 +134,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
 }
 
 /// Runs every controller until a shutdown signal.
-async fn run_controllers(context: Arc<Context>, namespace: Option<&str>) {
+async fn run_controllers(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    run_completion_ttl: Option<std::time::Duration>,
+) {
     tracing::info!(
         namespace = namespace.unwrap_or("(all)"),
         "starting the Provider, Pipeline, Experiment, RunSchedule, Run and RunConfiguration controllers and run completion polling"
@@ -138,10 +153,12 @@ async fn run_controllers(context: Arc<Context>, namespace: Option<&str>) {
             controllers::run_configuration::run(context.clone(), namespace),
         )
     };
+    let completion =
+        controllers::run_completion::CompletionSettings { completed_run_ttl: run_completion_ttl, ..Default::default() };
     // The controllers stop on SIGTERM/SIGINT; the completion poller stops with them.
     tokio::select! {
         _ = reconcilers => {}
-        () = controllers::run_completion::run(context.clone(), namespace, Default::default()) => {}
+        () = controllers::run_completion::run(context.clone(), namespace, completion) => {}
     }
     tracing::info!("controllers stopped");
 }

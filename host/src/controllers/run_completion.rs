@@ -2,8 +2,9 @@
 //! (every `interval`, with jitter, at most `concurrency` calls at once). A finished Run gets
 //! `status.completionState` and `markedCompletedAt`; a Run created by a RunConfiguration that
 //! succeeded becomes that RunConfiguration's `status.latestRuns.succeeded`, with the artifacts
-//! its `spec.artifacts` select, which dependent Runs then take parameters from. (Upstream's
-//! `/events` feed is the other way in; it comes later.)
+//! its `spec.artifacts` select, which dependent Runs then take parameters from. With a
+//! `runCompletionTTL`, completed Runs are deleted once it has passed. (Upstream's `/events`
+//! feed is the other way in; it comes later.)
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,11 +37,14 @@ pub struct CompletionSettings {
     pub interval: Duration,
     /// Plugin calls in flight at once.
     pub concurrency: usize,
+    /// Completed Runs are deleted this long after `markedCompletedAt` (upstream's
+    /// `runCompletionTTL`); never when unset.
+    pub completed_run_ttl: Option<Duration>,
 }
 
 impl Default for CompletionSettings {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(10), concurrency: 8 }
+        Self { interval: Duration::from_secs(10), concurrency: 8, completed_run_ttl: None }
     }
 }
 
@@ -50,6 +54,9 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>, settings: Compl
     loop {
         match runs.list(&ListParams::default()).await {
             Ok(list) => {
+                if let Some(ttl) = settings.completed_run_ttl {
+                    delete_expired(&runs, &list.items, ttl).await;
+                }
                 let unfinished = list.items.into_iter().filter(awaiting_completion);
                 futures::stream::iter(unfinished)
                     .for_each_concurrent(settings.concurrency, |run| poll(&context, run))
@@ -64,6 +71,21 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>, settings: Compl
                     as f64
                     / 1e9);
         tokio::time::sleep(settings.interval.mul_f64(jitter)).await;
+    }
+}
+
+/// Deletes Runs completed longer than `ttl` ago; their finalizer cleans up remotely.
+async fn delete_expired(runs: &Api<Run>, items: &[Run], ttl: Duration) {
+    let now = jiff::Timestamp::now();
+    for run in items.iter().filter(|run| run.metadata.deletion_timestamp.is_none()) {
+        let Some(completed) = run.status.as_ref().and_then(|s| s.marked_completed_at.as_ref()) else { continue };
+        let age = now.duration_since(completed.0).unsigned_abs();
+        if age >= ttl {
+            match runs.delete(&run.name_any(), &kube::api::DeleteParams::default()).await {
+                Ok(_) => tracing::info!(run = %run.name_any(), ?age, "deleted a completed Run after runCompletionTTL"),
+                Err(error) => tracing::warn!(run = %run.name_any(), %error, "could not delete an expired Run"),
+            }
+        }
     }
 }
 

@@ -374,24 +374,30 @@ async fn runs_pin_their_pipeline_and_start_through_the_plugin() {
 /// Creates ConfigMap `plugins` with the stub provider (`provider.wasm`) and compiler
 /// (`compiler.wasm`), and Provider `stub` using the former, with these frameworks.
 async fn create_provider_with_frameworks(client: &Client, namespace: &str, frameworks: serde_json::Value) {
-    let stub = plugins::bytes("stub_provider");
+    create_provider(client, namespace, "stub", "stub_provider", json!({ "frameworks": frameworks })).await;
+}
+
+/// Creates ConfigMap `plugins-<name>` holding `plugin` (e.g. `stub_provider`) and the stub
+/// compiler, and Provider `name` using the plugin, with `extra` merged into its spec.
+async fn create_provider(client: &Client, namespace: &str, name: &str, plugin: &str, extra: serde_json::Value) {
+    let bytes = plugins::bytes(plugin);
     let encode = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let config_map_name = if name == "stub" { "plugins".to_owned() } else { format!("plugins-{name}") };
     let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
-        "metadata": { "name": "plugins" },
-        "binaryData": { "provider.wasm": encode(&stub), "compiler.wasm": encode(&plugins::bytes("stub_compiler")) },
+        "metadata": { "name": config_map_name },
+        "binaryData": { "provider.wasm": encode(&bytes), "compiler.wasm": encode(&plugins::bytes("stub_compiler")) },
     }))
     .unwrap();
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
     config_maps.create(&PostParams::default(), &config_map).await.unwrap();
+    let mut spec = json!({
+        "pipelineRootStorage": "gs://root",
+        "parameters": { "runDurationSeconds": 1 },
+        "plugin": { "configMap": { "name": config_map_name, "key": "provider.wasm" }, "sha256": sha256_hex(&bytes) },
+    });
+    json_patch::merge(&mut spec, &extra);
     let provider: Provider = serde_json::from_value(json!({
-        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider",
-        "metadata": { "name": "stub" },
-        "spec": {
-            "pipelineRootStorage": "gs://root",
-            "parameters": { "runDurationSeconds": 1 },
-            "plugin": { "configMap": { "name": "plugins", "key": "provider.wasm" }, "sha256": sha256_hex(&stub) },
-            "frameworks": frameworks,
-        },
+        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider", "metadata": { "name": name }, "spec": spec,
     }))
     .unwrap();
     Api::<Provider>::namespaced(client.clone(), namespace).create(&PostParams::default(), &provider).await.unwrap();
@@ -558,6 +564,10 @@ async fn run_configurations_schedule_trigger_and_chain() {
 
 /// Starts every controller and the completion poller (polling every 500 ms) for one namespace.
 fn start_stack(client: &Client, namespace: &str) -> tokio::task::JoinHandle<()> {
+    start_stack_with_ttl(client, namespace, None)
+}
+
+fn start_stack_with_ttl(client: &Client, namespace: &str, ttl: Option<Duration>) -> tokio::task::JoinHandle<()> {
     use kfp_operator::{
         api::{Pipeline, Run, RunSchedule},
         controllers::{
@@ -570,7 +580,8 @@ fn start_stack(client: &Client, namespace: &str) -> tokio::task::JoinHandle<()> 
     let context = Arc::new(Context::new(client.clone(), registry));
     let scope = namespace.to_owned();
     tokio::spawn(async move {
-        let settings = CompletionSettings { interval: Duration::from_millis(500), concurrency: 4 };
+        let settings =
+            CompletionSettings { interval: Duration::from_millis(500), concurrency: 4, completed_run_ttl: ttl };
         tokio::join!(
             provider::run(context.clone(), Some(&scope)),
             synced::run::<Pipeline>(context.clone(), Some(&scope)),
@@ -580,4 +591,83 @@ fn start_stack(client: &Client, namespace: &str) -> tokio::task::JoinHandle<()> 
             run_completion::run(context, Some(&scope), settings),
         );
     })
+}
+
+/// With a runCompletionTTL, a completed Run is deleted (remotely too, through its finalizer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_runs_are_deleted_after_the_ttl() {
+    use kfp_operator::api::{Pipeline, Run};
+    let (client, ns) = setup("ttl").await;
+    let stack = start_stack_with_ttl(&client, &ns, Some(Duration::from_secs(1)));
+    create_provider_with_frameworks(&client, &ns, json!([{ "name": "tfx" }])).await;
+    let object = |kind: &str, name: &str, spec: serde_json::Value| json!({ "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": kind, "metadata": { "name": name }, "spec": spec });
+    let pipeline: Pipeline = serde_json::from_value(object(
+        "Pipeline",
+        "penguin",
+        json!({
+            "provider": format!("{ns}/stub"), "image": "img:v1", "framework": { "name": "tfx", "parameters": {} },
+        }),
+    ))
+    .unwrap();
+    Api::<Pipeline>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pipeline).await.unwrap();
+    let run: Run = serde_json::from_value(object(
+        "Run",
+        "short-lived",
+        json!({ "provider": format!("{ns}/stub"), "pipeline": "penguin" }),
+    ))
+    .unwrap();
+    let runs: Api<Run> = Api::namespaced(client.clone(), &ns);
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut completed = false;
+    loop {
+        match runs.get_opt("short-lived").await.unwrap() {
+            Some(run) => completed |= run.status.as_ref().is_some_and(|s| s.marked_completed_at.is_some()),
+            None => break,
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the completed Run was not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(completed, "the Run was deleted without having been seen completed");
+    stack.abort();
+}
+
+/// A plugin that hangs or traps fails the resource it was called for, with the plugin's
+/// message; the operator keeps synchronising everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_plugin_fails_only_its_resource() {
+    use kfp_operator::api::Pipeline;
+    let (client, ns) = setup("hostile-plugin").await;
+    let stack = start_stack(&client, &ns);
+    let limits = json!({ "plugin": { "limits": { "timeout": "1s" } }, "frameworks": [{ "name": "tfx" }] });
+    create_provider(&client, &ns, "hostile", "hostile_provider", limits).await;
+    let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns);
+    for name in ["loop", "panic", "fine"] {
+        let pipeline: Pipeline = serde_json::from_value(json!({
+            "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Pipeline", "metadata": { "name": name },
+            "spec": { "provider": format!("{ns}/hostile"), "image": "img:v1", "framework": { "name": "tfx", "parameters": {} } },
+        }))
+        .unwrap();
+        pipelines.create(&PostParams::default(), &pipeline).await.unwrap();
+    }
+    let settled = async |name: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = pipelines.get(name).await.unwrap().status.unwrap_or_default();
+            let state = status.synchronization_state();
+            if matches!(state, SynchronizationState::Succeeded | SynchronizationState::Failed) {
+                return (state, status.conditions.first().map(|c| c.message.clone()).unwrap_or_default());
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} did not settle: {status:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let (state, message) = settled("loop").await;
+    assert_eq!(state, SynchronizationState::Failed);
+    assert!(message.contains("create-pipeline: deadline of 1s exceeded"), "{message}");
+    let (state, message) = settled("panic").await;
+    assert_eq!(state, SynchronizationState::Failed);
+    assert!(message.contains("the hostile plugin panics on purpose"), "{message}");
+    assert_eq!(settled("fine").await.0, SynchronizationState::Succeeded);
+    stack.abort();
 }
