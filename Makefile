@@ -54,9 +54,10 @@ lint: setup
 test: setup cluster-bin lint demo-check
 	cargo test --workspace --locked
 
-# The plugin runtime benchmarks (BENCHMARKS.md).
-bench: setup
+# The plugin runtime and reconcile throughput benchmarks (BENCHMARKS.md).
+bench: setup cluster-bin
 	cargo bench --locked -p kfp-operator --bench plugins -- --warm-up-time 2 --measurement-time 5
+	cargo bench --locked -p kfp-operator --bench reconcile
 
 cluster: cluster-bin
 	cargo run --locked -p kfp-test-support --bin kfp-test-cluster
