@@ -205,11 +205,13 @@ async fn observe_dependencies(
     Ok(dependencies)
 }
 
-/// What started a Run: upstream's trigger-type label and the trigger's source.
+/// What started a Run: upstream's trigger-type label, the trigger's source, and the value that
+/// fired it (the run-spec or pipeline version, or the dependency's run id).
 struct Trigger {
     kind: &'static str,
     source: String,
     source_namespace: String,
+    value: String,
 }
 
 /// The new trigger status if it changed, with what triggered a Run (none when only the
@@ -243,18 +245,33 @@ fn evaluate_triggers(
     }
     let namespace = rc.namespace().unwrap_or_default();
     let indicator = if !new.run_spec.version.is_empty() && new.run_spec.version != old.run_spec.version {
-        Some(Trigger { kind: "onChangeRunSpec", source: rc.name_any(), source_namespace: namespace })
+        Some(Trigger {
+            kind: "onChangeRunSpec",
+            source: rc.name_any(),
+            source_namespace: namespace,
+            value: new.run_spec.version.clone(),
+        })
     } else if !new.pipeline.version.is_empty() && new.pipeline.version != old.pipeline.version {
         let pipeline = rc.spec.run.pipeline.as_ref().map(|p| p.name.clone()).unwrap_or_default();
-        Some(Trigger { kind: "onChangePipeline", source: pipeline, source_namespace: namespace })
+        Some(Trigger {
+            kind: "onChangePipeline",
+            source: pipeline,
+            source_namespace: namespace,
+            value: new.pipeline.version.clone(),
+        })
     } else {
         new.run_configurations
             .iter()
             .find(|(key, run)| !run.provider_id.is_empty() && old.run_configurations.get(*key) != Some(run))
-            .map(|(key, _)| {
+            .map(|(key, run)| {
                 let reference: NamespacedName = key.parse().unwrap_or_default();
                 let qualified = reference.with_default_namespace(&namespace);
-                Trigger { kind: "runConfiguration", source: qualified.name, source_namespace: qualified.namespace }
+                Trigger {
+                    kind: "runConfiguration",
+                    source: qualified.name,
+                    source_namespace: qualified.namespace,
+                    value: run.provider_id.clone(),
+                }
             })
     };
     Some((new, indicator))
@@ -283,9 +300,16 @@ async fn start_run(
     {
         *pipeline = PipelineIdentifier::new(pipeline.name.clone(), Some(dependencies.pipeline.version.clone()));
     }
-    let mut run = Run::new("", spec);
-    run.metadata.name = None;
-    run.metadata.generate_name = Some(format!("{}-", rc.name_any()));
+    // A deterministic name: the same trigger firing twice (a stale read, a retry, a new
+    // leader) finds the Run it already created instead of starting a second one. Upstream uses
+    // generateName and compares hashes of existing Runs, which rarely match.
+    let mut fired = crate::api::hashing::ObjectHasher::new();
+    fired.write_str(trigger.kind);
+    fired.write_str(&trigger.source_namespace);
+    fired.write_str(&trigger.source);
+    fired.write_str(&trigger.value);
+    let name = format!("{}-{}", rc.name_any(), crate::api::hashing::short_version(&fired.finish()));
+    let mut run = Run::new(&name, spec);
     run.metadata.owner_references = Some(vec![owner_reference(rc)]);
     run.metadata.labels = Some(BTreeMap::from([
         (RUN_CONFIGURATION_LABEL.to_owned(), rc.name_any()),
@@ -293,8 +317,11 @@ async fn start_run(
         (TRIGGER_SOURCE_LABEL.to_owned(), sanitise_label(&trigger.source)),
         (TRIGGER_SOURCE_NAMESPACE_LABEL.to_owned(), sanitise_label(&trigger.source_namespace)),
     ]));
-    Api::<Run>::namespaced(context.client.clone(), &namespace).create(&PostParams::default(), &run).await?;
-    Ok(())
+    match Api::<Run>::namespaced(context.client.clone(), &namespace).create(&PostParams::default(), &run).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Creates missing and deletes excess owned RunSchedules; whether anything changed.

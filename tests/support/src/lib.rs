@@ -20,17 +20,20 @@ pub use cluster::{ClusterOptions, TestCluster, client_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client, api::PostParams};
 
-/// The repository's root folder: found from the package cargo is running (set at run time,
-/// so a build shared between clones through one target folder never points at another clone),
-/// falling back to where this crate was compiled.
+/// The repository's root folder: the first folder holding `tests/cluster/build.sh` above the
+/// package cargo is running (set at run time) or the working directory, and only then where this
+/// crate was compiled. With one target folder shared between clones, cargo may reuse a build from
+/// another clone, so the compile-time path alone could point at a clone that no longer exists.
 pub fn repo_root() -> PathBuf {
-    let start =
-        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    start
-        .ancestors()
-        .find(|dir| dir.join("tests/cluster/build.sh").is_file())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    let compiled = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).into_iter().chain(std::env::current_dir().ok());
+    candidates
+        .chain([compiled.clone()])
+        .find_map(|start| {
+            start.ancestors().find(|dir| dir.join("tests/cluster/build.sh").is_file()).map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| compiled.join("../.."))
 }
 
 /// The CRDs the Helm chart ships, which the shared control plane installs.
