@@ -26,6 +26,12 @@ pub use run_schedule::{RunSchedule, RunScheduleSpec};
 pub const GROUP: &str = "pipelines.kubeflow.org";
 pub const VERSION: &str = "v1beta1";
 
+/// Labels on Runs and RunSchedules a RunConfiguration creates (upstream reference 1.11).
+pub const RUN_CONFIGURATION_LABEL: &str = "pipelines.kubeflow.org/runconfiguration.name";
+pub const TRIGGER_TYPE_LABEL: &str = "pipelines.kubeflow.org/trigger-type";
+pub const TRIGGER_SOURCE_LABEL: &str = "pipelines.kubeflow.org/trigger-source";
+pub const TRIGGER_SOURCE_NAMESPACE_LABEL: &str = "pipelines.kubeflow.org/trigger-source-namespace";
+
 /// Set on Pipeline, Run, RunSchedule and Experiment so the remote resource is cleaned up
 /// before the object goes away.
 pub const FINALIZER: &str = "finalizer.pipelines.kubeflow.org";

@@ -11,12 +11,12 @@ use serde_json::json;
 
 use super::{
     Context,
-    run_schedule::RUN_CONFIGURATION_LABEL,
     synced::{Prepared, Synced},
 };
 use crate::{
     api::{
-        Pipeline, Provider, Run, RunConfiguration,
+        Pipeline, Provider, RUN_CONFIGURATION_LABEL, Run, RunConfiguration, TRIGGER_SOURCE_LABEL,
+        TRIGGER_SOURCE_NAMESPACE_LABEL, TRIGGER_TYPE_LABEL,
         common::{self, RunReference, Status},
         conditions::SynchronizationState,
         names::NamespacedName,
@@ -27,11 +27,6 @@ use crate::{
         bindings::{NamedValue, OutputArtifact, RunDefinition, TriggerIndicator},
     },
 };
-
-/// Labels upstream puts on Runs that a RunConfiguration creates (reference 1.11).
-const TRIGGER_TYPE_LABEL: &str = "pipelines.kubeflow.org/trigger-type";
-const TRIGGER_SOURCE_LABEL: &str = "pipelines.kubeflow.org/trigger-source";
-const TRIGGER_SOURCE_NAMESPACE_LABEL: &str = "pipelines.kubeflow.org/trigger-source-namespace";
 
 impl Synced for Run {
     const KIND: &'static str = "run";
@@ -88,9 +83,12 @@ impl Synced for Run {
             };
             let version = match &pipeline.version {
                 Some(version) => version.clone(),
-                None => match latest_succeeded_version(context, &namespace, &pipeline.name).await {
-                    Ok(version) => version,
-                    Err(reason) => return Prepared::Wait(reason),
+                None => match succeeded_pipeline_version(context, &namespace, &pipeline.name).await {
+                    Ok(Ok(version)) => version,
+                    Ok(Err(reason)) => return Prepared::Wait(reason),
+                    Err(error) => {
+                        return Prepared::Wait(format!("reading Pipeline {namespace}/{}: {error}", pipeline.name));
+                    }
                 },
             };
             record.insert("pipeline".into(), json!({ "version": version }));
@@ -131,19 +129,22 @@ impl Synced for Run {
     }
 }
 
-/// The version of the Pipeline `name` once it is Succeeded.
-async fn latest_succeeded_version(context: &Context, namespace: &str, name: &str) -> Result<String, String> {
+/// The version of the Pipeline `name` once it is Succeeded; otherwise (inner `Err`) why not
+/// yet, for the resource's condition. Runs and RunConfigurations both observe it this way.
+pub(super) async fn succeeded_pipeline_version(
+    context: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<String, String>, kube::Error> {
     let pipelines: Api<Pipeline> = Api::namespaced(context.client.clone(), namespace);
-    let pipeline = pipelines
-        .get_opt(name)
-        .await
-        .map_err(|error| format!("reading Pipeline {namespace}/{name}: {error}"))?
-        .ok_or_else(|| format!("waiting for Pipeline {namespace}/{name} to exist"))?;
+    let Some(pipeline) = pipelines.get_opt(name).await? else {
+        return Ok(Err(format!("waiting for Pipeline {namespace}/{name} to exist")));
+    };
     let status = pipeline.status.unwrap_or_default();
-    match status.synchronization_state() {
+    Ok(match status.synchronization_state() {
         SynchronizationState::Succeeded if !status.version.is_empty() => Ok(status.version),
         state => Err(format!("waiting for Pipeline {namespace}/{name} to be Succeeded (it is {state})")),
-    }
+    })
 }
 
 impl Run {

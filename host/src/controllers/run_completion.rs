@@ -16,10 +16,10 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Context, run_schedule::RUN_CONFIGURATION_LABEL, scoped_api};
+use super::{Context, scoped_api};
 use crate::{
     api::{
-        Run, RunConfiguration,
+        RUN_CONFIGURATION_LABEL, Run, RunConfiguration,
         common::{Artifact, OutputArtifact},
         conditions::SynchronizationState,
         names::ArtifactPath,

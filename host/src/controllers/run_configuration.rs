@@ -17,9 +17,14 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{Context, run::resolve_parameters, run_schedule::RUN_CONFIGURATION_LABEL, scoped_api};
+use super::{
+    Context,
+    run::{resolve_parameters, succeeded_pipeline_version},
+    scoped_api,
+};
 use crate::api::{
-    Pipeline, Run, RunConfiguration, RunSchedule,
+    Pipeline, RUN_CONFIGURATION_LABEL, Run, RunConfiguration, RunSchedule, TRIGGER_SOURCE_LABEL,
+    TRIGGER_SOURCE_NAMESPACE_LABEL, TRIGGER_TYPE_LABEL,
     common::{NamedValue, RunReference},
     conditions::{SynchronizationState, merge_condition, synchronized_condition},
     names::{NamespacedName, PipelineIdentifier},
@@ -27,10 +32,6 @@ use crate::api::{
     run_configuration::{OnChangeType, RunConfigurationStatus, TriggeredRunReference, TriggersStatus},
     run_schedule::RunScheduleSpec,
 };
-
-const TRIGGER_TYPE_LABEL: &str = "pipelines.kubeflow.org/trigger-type";
-const TRIGGER_SOURCE_LABEL: &str = "pipelines.kubeflow.org/trigger-source";
-const TRIGGER_SOURCE_NAMESPACE_LABEL: &str = "pipelines.kubeflow.org/trigger-source-namespace";
 
 #[derive(Debug, thiserror::Error)]
 #[error("RunConfiguration {name}: {source}")]
@@ -146,11 +147,13 @@ async fn reconcile(rc: Arc<RunConfiguration>, context: Arc<Context>) -> Result<A
     }
 
     // Schedules: one owned RunSchedule per entry, matched by hash.
-    if sync_schedules(&context, &rc, &status.dependencies, &parameters).await.map_err(kube_error)? {
+    let owned = owned_schedules(&context, &rc).await.map_err(kube_error)?;
+    if sync_schedules(&context, &rc, &owned, &status.dependencies, &parameters).await.map_err(kube_error)? {
         write(&api, &rc, status, SynchronizationState::Updating, "the schedules changed").await.map_err(kube_error)?;
         return Ok(Action::await_change());
     }
-    let (state, message) = aggregate(&context, &rc).await.map_err(kube_error)?;
+    // Nothing was created or deleted, so the schedules listed above are the current ones.
+    let (state, message) = aggregate(&owned);
     write(&api, &rc, status, state, &message).await.map_err(kube_error)?;
     context.backoff.reset(&format!("rc/{namespace}/{name}"));
     Ok(Action::await_change())
@@ -167,16 +170,8 @@ async fn observe_dependencies(
     if let Some(pipeline) = &rc.spec.run.pipeline {
         dependencies.pipeline.version = match &pipeline.version {
             Some(version) => version.clone(),
-            None => {
-                let pipelines: Api<Pipeline> = Api::namespaced(context.client.clone(), namespace);
-                pipelines
-                    .get_opt(&pipeline.name)
-                    .await?
-                    .and_then(|p| p.status)
-                    .filter(|s| s.synchronization_state() == SynchronizationState::Succeeded)
-                    .map(|s| s.version)
-                    .unwrap_or_default()
-            }
+            // Not (yet) Succeeded or gone: follow it back to no version, as upstream does.
+            None => succeeded_pipeline_version(context, namespace, &pipeline.name).await?.unwrap_or_default(),
         };
     }
     let used: BTreeMap<String, Vec<&str>> = rc.spec.run.parameters.iter().filter_map(|p| p.value_from.as_ref()).fold(
@@ -324,23 +319,26 @@ async fn start_run(
     }
 }
 
+/// The RunSchedules this RunConfiguration controls.
+async fn owned_schedules(context: &Context, rc: &RunConfiguration) -> Result<Vec<RunSchedule>, kube::Error> {
+    let api: Api<RunSchedule> = Api::namespaced(context.client.clone(), &rc.namespace().unwrap_or_default());
+    let uid = rc.uid().unwrap_or_default();
+    let all = api.list(&ListParams::default()).await?.items;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true)))
+        .collect())
+}
+
 /// Creates missing and deletes excess owned RunSchedules; whether anything changed.
 async fn sync_schedules(
     context: &Context,
     rc: &RunConfiguration,
+    owned: &[RunSchedule],
     dependencies: &Dependencies,
     parameters: &[NamedValue],
 ) -> Result<bool, kube::Error> {
-    let namespace = rc.namespace().unwrap_or_default();
-    let api: Api<RunSchedule> = Api::namespaced(context.client.clone(), &namespace);
-    let uid = rc.uid().unwrap_or_default();
-    let owned: Vec<RunSchedule> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true)))
-        .collect();
+    let api: Api<RunSchedule> = Api::namespaced(context.client.clone(), &rc.namespace().unwrap_or_default());
     let pipeline = rc.spec.run.pipeline.as_ref().map(|p| {
         let version = if dependencies.pipeline.version.is_empty() {
             p.version.clone()
@@ -380,7 +378,7 @@ async fn sync_schedules(
             changed = true;
         }
     }
-    for schedule in &owned {
+    for schedule in owned {
         let wanted = desired.iter().any(|d| d.compute_hash() == schedule.compute_hash());
         if !wanted && schedule.metadata.deletion_timestamp.is_none() {
             api.delete(&schedule.name_any(), &DeleteParams::default()).await?;
@@ -391,29 +389,23 @@ async fn sync_schedules(
 }
 
 /// The aggregate of the owned RunSchedules (upstream's rule).
-async fn aggregate(context: &Context, rc: &RunConfiguration) -> Result<(SynchronizationState, String), kube::Error> {
-    let api: Api<RunSchedule> = Api::namespaced(context.client.clone(), &rc.namespace().unwrap_or_default());
-    let uid = rc.uid().unwrap_or_default();
-    let states: Vec<(SynchronizationState, String)> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
+fn aggregate(owned: &[RunSchedule]) -> (SynchronizationState, String) {
+    let states: Vec<(SynchronizationState, String)> = owned
+        .iter()
         .map(|s| {
-            let status = s.status.unwrap_or_default();
+            let status = s.status.clone().unwrap_or_default();
             let message = status.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
             (status.synchronization_state(), message)
         })
         .collect();
     use SynchronizationState::*;
     if states.iter().any(|(state, _)| !matches!(state, Succeeded | Failed)) {
-        return Ok((Updating, "Waiting for all dependant runschedules to be in a state of Succeeded".into()));
+        return (Updating, "Waiting for all dependant runschedules to be in a state of Succeeded".into());
     }
     if let Some((_, message)) = states.iter().find(|(state, _)| *state == Failed) {
-        return Ok((Failed, message.clone()));
+        return (Failed, message.clone());
     }
-    Ok((Succeeded, String::new()))
+    (Succeeded, String::new())
 }
 
 /// Writes state, message, provider and observedGeneration when any changed.

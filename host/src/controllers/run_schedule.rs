@@ -4,12 +4,9 @@
 
 use super::synced::synced_kind;
 use crate::{
-    api::RunSchedule,
+    api::{RUN_CONFIGURATION_LABEL, RunSchedule},
     plugins::bindings::{NamedValue, OutputArtifact, RunScheduleDefinition, Schedule, TriggerIndicator},
 };
-
-/// The label upstream puts on Runs and RunSchedules created by a RunConfiguration.
-pub const RUN_CONFIGURATION_LABEL: &str = "pipelines.kubeflow.org/runconfiguration.name";
 
 synced_kind!(RunSchedule, "runschedule", CreateRunSchedule, UpdateRunSchedule, DeleteRunSchedule);
 
