@@ -19,8 +19,10 @@ use std::{
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource,
+    api::{Patch, PatchParams},
     runtime::events::{Recorder, Reporter},
 };
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{plugins::PluginRegistry, telemetry::Telemetry};
 
@@ -63,6 +65,15 @@ where
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     }
+}
+
+/// Merge-patches the status subresource of the named object with `status` (only the fields
+/// it holds change).
+pub(crate) async fn merge_status<K>(api: &Api<K>, name: &str, status: impl Serialize) -> kube::Result<K>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status }))).await
 }
 
 /// Exponential backoff per object for transient failures: 5 s, 10 s, 20 s... up to 5 min,

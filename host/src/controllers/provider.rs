@@ -13,7 +13,6 @@ use futures::StreamExt;
 use k8s_openapi::{api::core::v1::ConfigMap, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         Controller,
         controller::Action,
@@ -22,9 +21,8 @@ use kube::{
         watcher,
     },
 };
-use serde_json::json;
 
-use super::{Context, scoped_api};
+use super::{Context, merge_status, scoped_api};
 use crate::{
     api::{
         Provider,
@@ -181,9 +179,7 @@ async fn write_status(
     }
     let name = provider.name_any();
     let api: Api<Provider> = Api::namespaced(context.client.clone(), &provider.namespace().unwrap_or_default());
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
-        .await
-        .map_err(|e| Error::Status(name.clone(), e))?;
+    merge_status(&api, &name, &status).await.map_err(|e| Error::Status(name.clone(), e))?;
     if transitioned {
         let event = Event {
             type_: if state == SynchronizationState::Failed { EventType::Warning } else { EventType::Normal },

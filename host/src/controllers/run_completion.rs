@@ -10,13 +10,10 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{
-    Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
-};
+use kube::{Api, ResourceExt, api::ListParams};
 use serde_json::{Value, json};
 
-use super::{Context, scoped_api};
+use super::{Context, merge_status, scoped_api};
 use crate::{
     api::{
         RUN_CONFIGURATION_LABEL, Run, RunConfiguration,
@@ -114,9 +111,8 @@ async fn poll(context: &Context, run: Run) {
         RunState::Pending | RunState::Running => return,
     };
     let runs: Api<Run> = Api::namespaced(context.client.clone(), &namespace);
-    let patch =
-        json!({ "status": { "completionState": completion, "markedCompletedAt": Time(jiff::Timestamp::now()) } });
-    if let Err(error) = runs.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+    let completed = json!({ "completionState": completion, "markedCompletedAt": Time(jiff::Timestamp::now()) });
+    if let Err(error) = merge_status(&runs, &name, completed).await {
         return tracing::warn!(run = %name, %error, "could not record the Run's completion");
     }
     tracing::info!(run = %name, ?completion, "run completed");
@@ -126,10 +122,8 @@ async fn poll(context: &Context, run: Run) {
     }
     let artifacts = select_artifacts(&run.spec.artifacts, &remote.artifacts);
     let run_configurations: Api<RunConfiguration> = Api::namespaced(context.client.clone(), &namespace);
-    let latest = json!({ "status": { "latestRuns": { "succeeded": { "providerId": id, "artifacts": artifacts } } } });
-    if let Err(error) =
-        run_configurations.patch_status(run_configuration, &PatchParams::default(), &Patch::Merge(latest)).await
-    {
+    let latest = json!({ "latestRuns": { "succeeded": { "providerId": id, "artifacts": artifacts } } });
+    if let Err(error) = merge_status(&run_configurations, run_configuration, latest).await {
         tracing::warn!(run = %name, %run_configuration, %error, "could not record the RunConfiguration's latest run");
     }
 }

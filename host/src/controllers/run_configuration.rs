@@ -12,13 +12,13 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 use serde_json::json;
 
 use super::{
-    Context,
+    Context, merge_status,
     run::{resolve_parameters, succeeded_pipeline_version},
     scoped_api,
 };
@@ -111,13 +111,7 @@ async fn reconcile(rc: Arc<RunConfiguration>, context: Arc<Context>) -> Result<A
     // Observed pipeline version and dependency runs: recorded first, each change re-triggers.
     status.dependencies = observe_dependencies(&context, &rc, &namespace).await.map_err(kube_error)?;
     if status.dependencies != current.dependencies {
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "dependencies": status.dependencies } })),
-        )
-        .await
-        .map_err(kube_error)?;
+        merge_status(&api, &name, json!({ "dependencies": status.dependencies })).await.map_err(kube_error)?;
         return Ok(Action::await_change());
     }
 
@@ -136,13 +130,7 @@ async fn reconcile(rc: Arc<RunConfiguration>, context: Arc<Context>) -> Result<A
             start_run(&context, &rc, &status.dependencies, indicator).await.map_err(kube_error)?;
         }
         status.triggers = triggers;
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "triggers": status.triggers } })),
-        )
-        .await
-        .map_err(kube_error)?;
+        merge_status(&api, &name, json!({ "triggers": status.triggers })).await.map_err(kube_error)?;
         return Ok(Action::await_change());
     }
 
@@ -426,6 +414,6 @@ async fn write(
     if Some(&status) == rc.status.as_ref() {
         return Ok(());
     }
-    api.patch_status(&rc.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    merge_status(api, &rc.name_any(), &status).await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
-    Context, scoped_api,
+    Context, merge_status, scoped_api,
     sync_plan::{Observed, Plan, plan},
 };
 use crate::{
@@ -164,9 +164,7 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
         match object.prepare(&context).await {
             Prepared::Ready => {}
             Prepared::Record(status) => {
-                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
-                    .await
-                    .map_err(kube_error)?;
+                merge_status(&api, &name, status).await.map_err(kube_error)?;
                 return Ok(Action::await_change());
             }
             Prepared::Fail(message) => {
@@ -347,7 +345,7 @@ impl<K: Synced> StatusWriter<'_, K> {
         let now = Time(jiff::Timestamp::now());
         merge_condition(&mut status.conditions, synchronized_condition(state, message, generation, now));
         let name = self.object.name_any();
-        self.api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+        merge_status(self.api, &name, &status).await?;
 
         let mut note = format!("{state} [version: \"{}\"]", status.version);
         if !message.is_empty() {
