@@ -102,6 +102,23 @@ async fn reconcile(provider: Arc<Provider>, context: Arc<Context>) -> Result<Act
     };
 
     let mut failures = Vec::new();
+    // Compilers load before the provider plugin: the Pipeline controller waits for the provider
+    // plugin, so once it is there the compilers are too (a Pipeline reconciled in between
+    // would otherwise fail for a compiler that was about to load).
+    let mut frameworks = Vec::new();
+    for framework in &provider.spec.frameworks {
+        let Some(spec) = &framework.plugin else { continue };
+        let framework_key = framework_plugin_key(&namespace, &name, &framework.name);
+        let request = LoadRequest { key: &framework_key, namespace: &namespace, spec, context: plugin_context.clone() };
+        if let Err(error) = context.plugins.load(request).await {
+            let message = format!("framework {}: {error}", framework.name);
+            failures.push(still_serving(message, &context.plugins.status(&framework_key)));
+        }
+        if let Some(LoadedPlugin { sha256, world }) = loaded(&context.plugins.status(&framework_key)) {
+            frameworks.push(LoadedFramework { name: framework.name.clone(), sha256, world });
+        }
+    }
+
     let plugin = match &provider.spec.plugin {
         None => {
             failures.push(
@@ -119,20 +136,6 @@ async fn reconcile(provider: Arc<Provider>, context: Arc<Context>) -> Result<Act
             loaded(&context.plugins.status(&key))
         }
     };
-    let mut frameworks = Vec::new();
-    for framework in &provider.spec.frameworks {
-        let Some(spec) = &framework.plugin else { continue };
-        let framework_key = framework_plugin_key(&namespace, &name, &framework.name);
-        let request = LoadRequest { key: &framework_key, namespace: &namespace, spec, context: plugin_context.clone() };
-        if let Err(error) = context.plugins.load(request).await {
-            let message = format!("framework {}: {error}", framework.name);
-            failures.push(still_serving(message, &context.plugins.status(&framework_key)));
-        }
-        if let Some(LoadedPlugin { sha256, world }) = loaded(&context.plugins.status(&framework_key)) {
-            frameworks.push(LoadedFramework { name: framework.name.clone(), sha256, world });
-        }
-    }
-
     let (state, message) = match failures.is_empty() {
         true => (SynchronizationState::Succeeded, String::new()),
         false => (SynchronizationState::Failed, failures.join("; ")),
