@@ -70,7 +70,7 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
         .run(
             |rc, context| async move { context.telemetry.clone().measure("runconfiguration", reconcile(rc, context)).await },
             |rc, error, context| {
-                let delay = context.backoff.next(&format!("rc/{}", rc.name_any()));
+                let delay = context.backoff.next(&format!("rc/{}/{}", rc.namespace().unwrap_or_default(), rc.name_any()));
                 tracing::warn!(runconfiguration = %rc.name_any(), %error, ?delay, "reconcile failed; retrying");
                 Action::requeue(delay)
             },

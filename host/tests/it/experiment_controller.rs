@@ -16,7 +16,7 @@ use kube::{
 };
 use serde_json::json;
 
-use crate::support::setup;
+use crate::support::{create_provider, setup};
 
 /// Starts the Provider controller and the controller of kind `K` for one namespace.
 async fn start<K: synced::Synced>(client: &Client, namespace: &str) -> [tokio::task::JoinHandle<()>; 2] {
@@ -373,34 +373,8 @@ async fn runs_pin_their_pipeline_and_start_through_the_plugin() {
 
 /// Creates ConfigMap `plugins` with the stub provider (`provider.wasm`) and compiler
 /// (`compiler.wasm`), and Provider `stub` using the former, with these frameworks.
-async fn create_provider_with_frameworks(client: &Client, namespace: &str, frameworks: serde_json::Value) {
+pub async fn create_provider_with_frameworks(client: &Client, namespace: &str, frameworks: serde_json::Value) {
     create_provider(client, namespace, "stub", "stub_provider", json!({ "frameworks": frameworks })).await;
-}
-
-/// Creates ConfigMap `plugins-<name>` holding `plugin` (e.g. `stub_provider`) and the stub
-/// compiler, and Provider `name` using the plugin, with `extra` merged into its spec.
-async fn create_provider(client: &Client, namespace: &str, name: &str, plugin: &str, extra: serde_json::Value) {
-    let bytes = plugins::bytes(plugin);
-    let encode = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
-    let config_map_name = if name == "stub" { "plugins".to_owned() } else { format!("plugins-{name}") };
-    let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
-        "metadata": { "name": config_map_name },
-        "binaryData": { "provider.wasm": encode(&bytes), "compiler.wasm": encode(&plugins::bytes("stub_compiler")) },
-    }))
-    .unwrap();
-    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
-    config_maps.create(&PostParams::default(), &config_map).await.unwrap();
-    let mut spec = json!({
-        "pipelineRootStorage": "gs://root",
-        "parameters": { "runDurationSeconds": 1 },
-        "plugin": { "configMap": { "name": config_map_name, "key": "provider.wasm" }, "sha256": sha256_hex(&bytes) },
-    });
-    json_patch::merge(&mut spec, &extra);
-    let provider: Provider = serde_json::from_value(json!({
-        "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Provider", "metadata": { "name": name }, "spec": spec,
-    }))
-    .unwrap();
-    Api::<Provider>::namespaced(client.clone(), namespace).create(&PostParams::default(), &provider).await.unwrap();
 }
 
 /// The loop from a finished Run to its RunConfiguration and on to a dependent Run: completion
@@ -563,11 +537,13 @@ async fn run_configurations_schedule_trigger_and_chain() {
 }
 
 /// Starts every controller and the completion poller (polling every 500 ms) for one namespace.
-fn start_stack(client: &Client, namespace: &str) -> tokio::task::JoinHandle<()> {
-    start_stack_with_ttl(client, namespace, None)
+pub fn start_stack(client: &Client, namespace: &str) -> tokio::task::JoinHandle<()> {
+    start_stack_in(client, &[namespace], None)
 }
 
-fn start_stack_with_ttl(client: &Client, namespace: &str, ttl: Option<Duration>) -> tokio::task::JoinHandle<()> {
+/// Starts every controller and the completion poller for each namespace, sharing one plugin
+/// registry as one operator process does.
+pub fn start_stack_in(client: &Client, namespaces: &[&str], ttl: Option<Duration>) -> tokio::task::JoinHandle<()> {
     use kfp_operator::{
         api::{Pipeline, Run, RunSchedule},
         controllers::{
@@ -578,18 +554,24 @@ fn start_stack_with_ttl(client: &Client, namespace: &str, ttl: Option<Duration>)
     let registry =
         Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
     let context = Arc::new(Context::new(client.clone(), registry));
-    let scope = namespace.to_owned();
+    let stacks = namespaces.iter().map(|namespace| {
+        let (context, scope) = (context.clone(), namespace.to_string());
+        async move {
+            let settings =
+                CompletionSettings { interval: Duration::from_millis(500), concurrency: 4, completed_run_ttl: ttl };
+            tokio::join!(
+                provider::run(context.clone(), Some(&scope)),
+                synced::run::<Pipeline>(context.clone(), Some(&scope)),
+                synced::run::<Run>(context.clone(), Some(&scope)),
+                synced::run::<RunSchedule>(context.clone(), Some(&scope)),
+                run_configuration::run(context.clone(), Some(&scope)),
+                run_completion::run(context, Some(&scope), settings),
+            );
+        }
+    });
+    let all = futures::future::join_all(stacks);
     tokio::spawn(async move {
-        let settings =
-            CompletionSettings { interval: Duration::from_millis(500), concurrency: 4, completed_run_ttl: ttl };
-        tokio::join!(
-            provider::run(context.clone(), Some(&scope)),
-            synced::run::<Pipeline>(context.clone(), Some(&scope)),
-            synced::run::<Run>(context.clone(), Some(&scope)),
-            synced::run::<RunSchedule>(context.clone(), Some(&scope)),
-            run_configuration::run(context.clone(), Some(&scope)),
-            run_completion::run(context, Some(&scope), settings),
-        );
+        all.await;
     })
 }
 
@@ -598,7 +580,7 @@ fn start_stack_with_ttl(client: &Client, namespace: &str, ttl: Option<Duration>)
 async fn completed_runs_are_deleted_after_the_ttl() {
     use kfp_operator::api::{Pipeline, Run};
     let (client, ns) = setup("ttl").await;
-    let stack = start_stack_with_ttl(&client, &ns, Some(Duration::from_secs(1)));
+    let stack = start_stack_in(&client, &[&ns], Some(Duration::from_secs(1)));
     create_provider_with_frameworks(&client, &ns, json!([{ "name": "tfx" }])).await;
     let object = |kind: &str, name: &str, spec: serde_json::Value| json!({ "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": kind, "metadata": { "name": name }, "spec": spec });
     let pipeline: Pipeline = serde_json::from_value(object(

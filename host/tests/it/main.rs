@@ -14,6 +14,7 @@ mod operator_process;
 mod plugin_sources;
 mod printer_columns;
 mod provider_controller;
+mod run_configuration_lifecycle;
 mod sandbox;
 mod status;
 mod support;

@@ -1,6 +1,8 @@
-//! The operator binary as it runs in a cluster: two replicas with leader election on the real
-//! control plane. Only the leader reconciles; killing it hands over to the standby within the
-//! lease duration; both serve /healthz, /readyz and /metrics.
+//! The operator binary as it runs in a cluster, on the real control plane: two replicas with
+//! leader election (only the leader reconciles; killing it hands over to the standby within the
+//! lease duration; both serve /healthz, /readyz and /metrics), and an operator killed between a
+//! plugin call and its status write. The stub provider reports every remote operation to a
+//! recorder in the test, so the tests count what reached the "platform".
 
 use std::{
     io::{Read, Write},
@@ -10,10 +12,11 @@ use std::{
 };
 
 use kfp_operator::api::{Experiment, conditions::SynchronizationState};
+use kfp_test_support::http_server::RecordingServer;
 use kube::{Api, api::PostParams};
 use serde_json::json;
 
-use crate::{experiment_controller::create_stub_provider, support::setup};
+use crate::support::{create_recording_provider, remote_operations, setup};
 
 /// One `kfp-operator run` process, killed when dropped.
 struct Replica {
@@ -23,11 +26,12 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(namespace: &str, cache: &std::path::Path) -> Self {
+    fn start(namespace: &str, cache: &std::path::Path, leader_elect: bool) -> Self {
         let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (metrics_port, probe_port) = (free(), free());
         let child = Command::new(env!("CARGO_BIN_EXE_kfp-operator"))
-            .args(["run", "--namespace", namespace, "--leader-elect", "true", "--leader-election-namespace", namespace])
+            .args(["run", "--namespace", namespace, "--leader-election-namespace", namespace])
+            .arg(format!("--leader-elect={leader_elect}"))
             .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
             .arg(format!("--probe-address=127.0.0.1:{probe_port}"))
             .arg(format!("--plugin-cache-dir={}", cache.display()))
@@ -64,6 +68,7 @@ impl Replica {
     }
 }
 
+/// Killed with SIGKILL: no graceful shutdown, as when a node dies.
 impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -83,6 +88,10 @@ async fn synchronised(api: &Api<Experiment>, name: &str) -> bool {
     api.get(name).await.unwrap().status.is_some_and(|s| s.synchronization_state() == SynchronizationState::Succeeded)
 }
 
+fn created_experiment(namespace: &str, name: &str) -> (String, String, String) {
+    ("create".to_owned(), "experiment".to_owned(), format!("experiment:{namespace}/{name}"))
+}
+
 fn experiment(namespace: &str, name: &str) -> Experiment {
     serde_json::from_value(json!({
         "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Experiment",
@@ -95,9 +104,10 @@ fn experiment(namespace: &str, name: &str) -> Experiment {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let (client, ns) = setup("failover").await;
-    create_stub_provider(&client, &ns, "stub", &[]).await;
+    let recorder = RecordingServer::start();
+    create_recording_provider(&client, &ns, &recorder, json!({})).await;
     let cache = std::env::temp_dir().join(format!("kfp-failover-cache-{}", std::process::id()));
-    let mut replicas = vec![Replica::start(&ns, &cache.join("a")), Replica::start(&ns, &cache.join("b"))];
+    let mut replicas = vec![Replica::start(&ns, &cache.join("a"), true), Replica::start(&ns, &cache.join("b"), true)];
 
     // Both are healthy and ready, leader or standby.
     for replica in &replicas {
@@ -128,5 +138,51 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     })
     .await;
     assert!(standby.experiment_reconciles() > 0);
+    // The new leader re-reconciled the first Experiment without touching the platform again.
+    assert_eq!(
+        remote_operations(&recorder),
+        vec![created_experiment(&ns, "first"), created_experiment(&ns, "second")],
+        "each Experiment was created remotely exactly once across the handover"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The operator dies after the platform performed a create and before the result reached the
+/// Experiment's status. The state written before the call (`Creating`) makes the next operator
+/// repeat the call with the same deterministic remote name, so the platform still holds one
+/// Experiment and the status gets its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_plugin_call_and_the_status_write_creates_nothing_twice() {
+    let (client, ns) = setup("crash").await;
+    let recorder = RecordingServer::start();
+    create_recording_provider(&client, &ns, &recorder, json!({})).await;
+    let cache = std::env::temp_dir().join(format!("kfp-crash-cache-{}", std::process::id()));
+    recorder.hold();
+    let first = Replica::start(&ns, &cache, false);
+
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), &ns);
+    experiments.create(&PostParams::default(), &experiment(&ns, "crash")).await.unwrap();
+    wait_until("the create to reach the platform", Duration::from_secs(30), async || {
+        !remote_operations(&recorder).is_empty()
+    })
+    .await;
+    let state = experiments.get("crash").await.unwrap().status.map(|s| s.synchronization_state());
+    assert_eq!(state, Some(SynchronizationState::Creating), "the state is written before the plugin call");
+    drop(first);
+    recorder.release();
+
+    let _second = Replica::start(&ns, &cache, false);
+    wait_until("the restarted operator to synchronise the Experiment", Duration::from_secs(30), async || {
+        synchronised(&experiments, "crash").await
+    })
+    .await;
+    let operations = remote_operations(&recorder);
+    assert_eq!(
+        operations,
+        vec![created_experiment(&ns, "crash"); 2],
+        "the interrupted create and its repeat, both for the same remote Experiment"
+    );
+    let status = experiments.get("crash").await.unwrap().status.unwrap();
+    assert_eq!(status.provider.id, format!("experiment:{ns}/crash"));
     let _ = std::fs::remove_dir_all(&cache);
 }

@@ -10,6 +10,9 @@
 //!   (default 5) has passed since the run started, then `succeeded` with a `Pusher`
 //!   `pushed_model` artifact (metadata `pushed: 1`) and a `Trainer` `model` artifact, under
 //!   `pipelineRootStorage`; runs whose name ends in `-fails` end `failed`.
+//! - With the Provider parameter `recordTo` (a URL the Provider's `allowedHosts` lets through),
+//!   every create, update and delete that succeeds is first reported there as JSON
+//!   `{"action", "kind", "id"}`, so tests can count what reached the "platform".
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +55,22 @@ fn behave(action: &str, kind: &str, name_or_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reports a remote operation to `recordTo`, if set. A failed report fails the call
+/// transiently: an operation the test cannot see must not count as done.
+fn record(action: &str, kind: &str, id: &str) -> Result<(), Error> {
+    let Some(url) = parameter("recordTo").and_then(|v| v.as_str().map(str::to_owned)) else { return Ok(()) };
+    let report = serde_json::json!({ "action": action, "kind": kind, "id": id }).to_string();
+    let response = kfp_plugin_sdk::http::post_json(&url, &report)?;
+    response.error_for_status().map_err(|e| Error::Transient(format!("recording {action} {kind} {id}: {e:?}")))?;
+    Ok(())
+}
+
+/// Behaves as the magic names ask, then records the operation.
+fn perform(action: &str, kind: &str, name: &str, id: &str) -> Result<(), Error> {
+    behave(action, kind, name)?;
+    record(action, kind, id)
+}
+
 fn id(kind: &str, name: &str) -> String {
     format!("{kind}:{name}")
 }
@@ -62,40 +81,43 @@ fn now_millis() -> u128 {
 
 impl Provider for Stub {
     fn create_pipeline(definition: PipelineDefinition, _compiled: String) -> Result<String, Error> {
-        behave("create", "pipeline", &definition.name)?;
-        Ok(id("pipeline", &definition.name))
+        let id = id("pipeline", &definition.name);
+        perform("create", "pipeline", &definition.name, &id)?;
+        Ok(id)
     }
 
     fn update_pipeline(id: String, definition: PipelineDefinition, _compiled: String) -> Result<String, Error> {
-        behave("update", "pipeline", &definition.name)?;
+        perform("update", "pipeline", &definition.name, &id)?;
         Ok(id)
     }
 
     fn delete_pipeline(id: String) -> Result<(), Error> {
-        behave("delete", "pipeline", &id)
+        perform("delete", "pipeline", &id, &id)
     }
 
     fn create_experiment(definition: ExperimentDefinition) -> Result<String, Error> {
-        behave("create", "experiment", &definition.name)?;
-        Ok(id("experiment", &definition.name))
+        let id = id("experiment", &definition.name);
+        perform("create", "experiment", &definition.name, &id)?;
+        Ok(id)
     }
 
     fn update_experiment(id: String, definition: ExperimentDefinition) -> Result<String, Error> {
-        behave("update", "experiment", &definition.name)?;
+        perform("update", "experiment", &definition.name, &id)?;
         Ok(id)
     }
 
     fn delete_experiment(id: String) -> Result<(), Error> {
-        behave("delete", "experiment", &id)
+        perform("delete", "experiment", &id, &id)
     }
 
     fn create_run(definition: RunDefinition) -> Result<String, Error> {
-        behave("create", "run", &definition.name)?;
-        Ok(format!("{}@{}", id("run", &definition.name), now_millis()))
+        let id = format!("{}@{}", id("run", &definition.name), now_millis());
+        perform("create", "run", &definition.name, &id)?;
+        Ok(id)
     }
 
     fn delete_run(id: String) -> Result<(), Error> {
-        behave("delete", "run", &id)
+        perform("delete", "run", &id, &id)
     }
 
     fn run_status(id: String) -> Result<RunStatus, Error> {
@@ -134,17 +156,18 @@ impl Provider for Stub {
     }
 
     fn create_run_schedule(definition: RunScheduleDefinition) -> Result<String, Error> {
-        behave("create", "runschedule", &definition.name)?;
-        Ok(id("runschedule", &definition.name))
+        let id = id("runschedule", &definition.name);
+        perform("create", "runschedule", &definition.name, &id)?;
+        Ok(id)
     }
 
     fn update_run_schedule(id: String, definition: RunScheduleDefinition) -> Result<String, Error> {
-        behave("update", "runschedule", &definition.name)?;
+        perform("update", "runschedule", &definition.name, &id)?;
         Ok(id)
     }
 
     fn delete_run_schedule(id: String) -> Result<(), Error> {
-        behave("delete", "runschedule", &id)
+        perform("delete", "runschedule", &id, &id)
     }
 }
 
