@@ -28,7 +28,7 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
-    /// Run the operator: the controllers (Provider, Pipeline, Experiment, RunSchedule today),
+    /// Run the operator: the six controllers and run completion polling,
     /// behind leader election, with `/metrics`, `/healthz` and `/readyz`.
     Run {
         /// Upstream's controller-manager configuration file (`system.leaderElection.enabled`

@@ -7,7 +7,7 @@
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -18,34 +18,61 @@ use serde_json::json;
 
 use crate::support::{create_recording_provider, remote_operations, setup};
 
-/// One `kfp-operator run` process, killed when dropped.
-struct Replica {
+/// One `kfp-operator run` process, killed when dropped; its log goes to a file the tests show
+/// when they fail.
+pub struct Replica {
     child: Child,
     metrics_port: u16,
-    probe_port: u16,
+    pub probe_port: u16,
+    pub log: std::path::PathBuf,
 }
 
 impl Replica {
     fn start(namespace: &str, cache: &std::path::Path, leader_elect: bool) -> Self {
+        let args = [
+            "run".to_owned(),
+            format!("--namespace={namespace}"),
+            format!("--leader-election-namespace={namespace}"),
+            format!("--leader-elect={leader_elect}"),
+            format!("--plugin-cache-dir={}", cache.display()),
+        ];
+        Self::spawn(&args, kfp_test_support::shared_kubeconfig(), &[])
+    }
+
+    /// Starts the operator with `args` (whose `--metrics-address` and `--probe-address` are
+    /// replaced by free loopback ports) as the user of `kubeconfig`.
+    pub fn spawn(args: &[String], kubeconfig: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (metrics_port, probe_port) = (free(), free());
+        let args =
+            args.iter().filter(|arg| !arg.starts_with("--metrics-address") && !arg.starts_with("--probe-address"));
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("kfp-operator-{}-{number}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kfp-operator"))
-            .args(["run", "--namespace", namespace, "--leader-election-namespace", namespace])
-            .arg(format!("--leader-elect={leader_elect}"))
+            .args(args)
             .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
             .arg(format!("--probe-address=127.0.0.1:{probe_port}"))
-            .arg(format!("--plugin-cache-dir={}", cache.display()))
-            .env("KUBECONFIG", kfp_test_support::shared_kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
             .spawn()
             .expect("starting kfp-operator run");
-        Self { child, metrics_port, probe_port }
+        Self { child, metrics_port, probe_port, log }
+    }
+
+    /// The end of the operator's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// The status code and body of a GET on loopback, or none while the server is not up.
-    fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
@@ -73,10 +100,11 @@ impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+pub async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !done().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
