@@ -17,6 +17,8 @@ use crate::{
 /// leader dies (upstream's controller-runtime default is also 15 s).
 const LEASE_SECONDS: u64 = 15;
 const LEASE_GRACE_SECONDS: u64 = 5;
+/// How long a stopping operator waits for its queued Events to be written.
+const EVENT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -159,6 +161,9 @@ async fn run_controllers(
     tokio::select! {
         _ = reconcilers => {}
         () = controllers::run_completion::run(context.clone(), namespace, completion) => {}
+    }
+    if !context.events.drain(EVENT_DRAIN_TIMEOUT).await {
+        tracing::warn!("stopping with Events still unwritten");
     }
     tracing::info!("controllers stopped");
 }

@@ -3,16 +3,18 @@
 //! them on :8080 and :8081.
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use kube::runtime::controller::Action;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::plugins::metrics::PluginMetrics;
 
@@ -22,6 +24,10 @@ pub struct Telemetry {
     pub plugins: Arc<PluginMetrics>,
     reconciliations: IntCounterVec,
     reconcile_duration: HistogramVec,
+    in_flight: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+    /// `(controller, object)` pairs counted in `queue_depth`.
+    queued: Mutex<HashSet<(String, String)>>,
     /// Set once the controllers run (or, with leader election, once this replica stands by).
     ready: AtomicBool,
 }
@@ -39,9 +45,34 @@ impl Telemetry {
                 .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
             &["controller"],
         )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new("kfp_operator_reconciles_in_flight", "Reconciles running now, by controller"),
+            &["controller"],
+        )?;
+        // kube-runtime's scheduler does not expose its queue, so this counts what the operator
+        // knows: objects whose last reconcile asked to run again (a retry after an error, a
+        // transient plugin failure's backoff, a wait for a dependency) and have not yet.
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "kfp_operator_reconcile_queue_depth",
+                "Objects waiting for a scheduled reconcile (retry, backoff or wait), by controller",
+            ),
+            &["controller"],
+        )?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
-        Ok(Self { registry, plugins, reconciliations, reconcile_duration, ready: AtomicBool::new(false) })
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        Ok(Self {
+            registry,
+            plugins,
+            reconciliations,
+            reconcile_duration,
+            in_flight,
+            queue_depth,
+            queued: Mutex::default(),
+            ready: AtomicBool::new(false),
+        })
     }
 
     /// Counts and times one reconcile.
@@ -51,12 +82,46 @@ impl Telemetry {
         self.reconcile_duration.with_label_values(&[controller]).observe(elapsed.as_secs_f64());
     }
 
-    /// Runs `reconcile` and records it under `controller`.
-    pub async fn measure<T, E>(&self, controller: &str, reconcile: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    /// Runs the reconcile of `object` and records it under `controller`: its count, duration,
+    /// whether it is running and whether it asked to run again.
+    pub async fn measure<E>(
+        &self,
+        controller: &str,
+        object: String,
+        reconcile: impl Future<Output = Result<Action, E>>,
+    ) -> Result<Action, E> {
+        let entry = (controller.to_owned(), object);
+        self.set_queued(&entry, false);
+        let in_flight = self.in_flight.with_label_values(&[controller]);
+        in_flight.inc();
         let started = Instant::now();
         let result = reconcile.await;
+        in_flight.dec();
         self.observe_reconcile(controller, result.is_ok(), started.elapsed());
+        // An error always leads to a retry (the error policy requeues).
+        let again = result.as_ref().map_or(true, |action| *action != Action::await_change());
+        self.set_queued(&entry, again);
         result
+    }
+
+    /// Stops counting objects of `controller` that `exists` says are gone: kube-runtime never
+    /// reconciles a deleted object again, so `measure` cannot.
+    pub fn forget_queued(&self, controller: &str, exists: impl Fn(&str) -> bool) {
+        let mut set = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let before = set.len();
+        set.retain(|(queued_controller, object)| queued_controller != controller || exists(object));
+        let forgotten = before - set.len();
+        if forgotten > 0 {
+            self.queue_depth.with_label_values(&[controller]).sub(forgotten as i64);
+        }
+    }
+
+    fn set_queued(&self, entry: &(String, String), queued: bool) {
+        let mut set = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = if queued { set.insert(entry.clone()) } else { set.remove(entry) };
+        if changed {
+            self.queue_depth.with_label_values(&[entry.0.as_str()]).add(if queued { 1 } else { -1 });
+        }
     }
 
     pub fn set_ready(&self) {

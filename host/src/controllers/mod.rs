@@ -1,6 +1,8 @@
 //! The controllers. Each reconciles one kind; they share one [`Context`].
 
+pub mod event_queue;
 pub mod experiment;
+pub mod own_writes;
 pub mod pipeline;
 pub mod provider;
 pub mod run;
@@ -20,24 +22,29 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
-    runtime::events::{Recorder, Reporter},
+    runtime::{
+        events::Reporter,
+        reflector::{ObjectRef, Store},
+    },
 };
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{plugins::PluginRegistry, telemetry::Telemetry};
 
-/// What every reconcile needs: the API client, the loaded plugins, the Event recorder, the
-/// retry backoff and the metrics.
+/// What every reconcile needs: the API client, the loaded plugins, the Event queue, the retry
+/// backoff, this process's own writes and the metrics.
 pub struct Context {
     pub client: Client,
     pub plugins: Arc<PluginRegistry>,
-    pub recorder: Recorder,
+    pub events: event_queue::EventQueue,
     pub backoff: Backoff,
+    pub own_writes: own_writes::OwnWrites,
     pub telemetry: Arc<Telemetry>,
 }
 
 impl Context {
-    /// A context with metrics of its own (tests, tools).
+    /// A context with metrics of its own (tests, tools). Needs a Tokio runtime (the Event queue
+    /// starts its task).
     pub fn new(client: Client, plugins: Arc<PluginRegistry>) -> Self {
         let telemetry = Arc::new(Telemetry::new().expect("metrics register in a fresh registry"));
         Self::with_telemetry(client, plugins, telemetry)
@@ -47,10 +54,11 @@ impl Context {
         // Events are recorded as `kfp-operator`, as upstream's recorder name.
         let reporter = Reporter { controller: "kfp-operator".into(), instance: std::env::var("HOSTNAME").ok() };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: event_queue::EventQueue::start(client.clone(), reporter),
             client,
             plugins,
             backoff: Backoff::default(),
+            own_writes: own_writes::OwnWrites::default(),
             telemetry,
         }
     }
@@ -64,6 +72,32 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Runs `controller` (a kube-runtime Controller's stream, run to its end) while keeping the
+/// queue-depth gauge of `name` free of objects deleted from `store`.
+pub(crate) async fn with_queue_pruning<K>(
+    telemetry: Arc<Telemetry>,
+    name: &'static str,
+    store: Store<K>,
+    controller: impl Future<Output = ()>,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let prune = async {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            telemetry.forget_queued(name, |key| {
+                let (namespace, name) = key.split_once('/').unwrap_or_default();
+                store.get(&ObjectRef::new(name).within(namespace)).is_some()
+            });
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        () = prune => {}
     }
 }
 

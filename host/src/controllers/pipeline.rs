@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{
     Context,
     provider::framework_plugin_key,
-    synced::{Synced, synced_accessors},
+    synced::{RequestError, Synced, synced_accessors},
 };
 use crate::{
     api::{
@@ -32,7 +32,7 @@ impl Synced for Pipeline {
         id: Option<String>,
         name: String,
         version: String,
-    ) -> Result<ProviderRequest, String> {
+    ) -> Result<ProviderRequest, RequestError> {
         // Upstream matches the framework name case-insensitively.
         let wanted = self.spec.framework.name.to_lowercase();
         let framework =
@@ -45,13 +45,18 @@ impl Synced for Pipeline {
             Some(_) => {
                 let provider_ref = &self.spec.provider;
                 let key = framework_plugin_key(&provider_ref.namespace, &provider_ref.name, &framework.name);
+                // Not loaded yet (or its load failed, which the Provider's status says): wait
+                // for the Provider, whose change wakes this Pipeline.
                 let compiler = context.plugins.get(&key).ok_or_else(|| {
-                    format!(
-                        "the compiler plugin of framework {} is not loaded (see Provider {provider_ref})",
+                    RequestError::NotReady(format!(
+                        "waiting for the compiler plugin of framework {} to load (see Provider {provider_ref})",
                         framework.name
-                    )
+                    ))
                 })?;
-                compiler.compile(&definition).await.map_err(|error| error.to_string())?
+                compiler.compile(&definition).await.map_err(|error| match error.is_transient() {
+                    true => RequestError::NotReady(error.to_string()),
+                    false => RequestError::Invalid(error.to_string()),
+                })?
             }
         };
         Ok(match id {

@@ -5,16 +5,17 @@
 //! and `Failed` with the loader's message otherwise (digest mismatch, wrong world, ConfigMap or
 //! registry unreachable...). A failed reload keeps the last good version serving and the status
 //! says which. A change of the Provider or of a ConfigMap it names reloads; failures are retried
-//! with a backoff, since a missing ConfigMap or an unreachable registry may come right.
+//! with a backoff, since a missing ConfigMap or an unreachable registry may come right. The
+//! plugins of deleted Providers and removed frameworks are forgotten.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::{api::core::v1::ConfigMap, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::{Event, EventType},
         reflector::ObjectRef,
@@ -52,14 +53,31 @@ pub fn framework_plugin_key(namespace: &str, name: &str, framework: &str) -> Str
     format!("{namespace}/{name}/frameworks/{framework}")
 }
 
+/// The Provider (`namespace/name`) a registry key belongs to.
+fn owner_of(key: &str) -> &str {
+    let mut slashes = key.match_indices('/').map(|(at, _)| at);
+    match slashes.nth(1) {
+        Some(second) => &key[..second],
+        None => key,
+    }
+}
+
 /// Runs the controller until the stream ends. `namespace` limits it to one namespace (tests);
 /// `None` watches the whole cluster.
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
+    tokio::select! {
+        () = reconcile_all(context.clone(), namespace) => {}
+        () = forget_deleted(context, namespace) => {}
+    }
+}
+
+async fn reconcile_all(context: Arc<Context>, namespace: Option<&str>) {
     let (providers, config_maps) =
         (scoped_api::<Provider>(&context.client, namespace), scoped_api::<ConfigMap>(&context.client, namespace));
     let controller = Controller::new(providers, watcher::Config::default());
-    let store = controller.store();
-    controller
+    let (store, all) = (controller.store(), controller.store());
+    let telemetry = context.telemetry.clone();
+    let controller = controller
         .watches(config_maps, watcher::Config::default(), move |config_map| {
             // The Providers in the ConfigMap's namespace that take a plugin from it.
             let (namespace, name) = (config_map.namespace(), config_map.name_any());
@@ -73,7 +91,8 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
         .shutdown_on_signal()
         .run(
             |provider, context| async move {
-                context.telemetry.clone().measure("provider", reconcile(provider, context)).await
+                let key = format!("{}/{}", provider.namespace().unwrap_or_default(), provider.name_any());
+                context.telemetry.clone().measure("provider", key, reconcile(provider, context)).await
             },
             error_policy,
             context,
@@ -82,8 +101,42 @@ pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
             if let Err(error) = result {
                 tracing::debug!(%error, "Provider reconcile stream error");
             }
-        })
-        .await;
+        });
+    super::with_queue_pruning(telemetry, "provider", all, controller).await;
+}
+
+/// Forgets the plugins of deleted Providers. The Controller does not reconcile deleted objects
+/// (Providers carry no finalizer, as upstream), so this follows the Providers' watch itself; the
+/// relist after a lost watch forgets whatever was deleted in between.
+async fn forget_deleted(context: Arc<Context>, namespace: Option<&str>) {
+    // Several namespace-scoped controllers may share one registry (tests): each only forgets
+    // keys of its own namespace.
+    let in_scope = |owner: &str| namespace.is_none_or(|scope| owner.split('/').next() == Some(scope));
+    let forget = |gone: &dyn Fn(&str) -> bool| {
+        let forgotten = context.plugins.retain(|key| !(in_scope(owner_of(key)) && gone(owner_of(key))));
+        if !forgotten.is_empty() {
+            tracing::info!(plugins = ?forgotten, "forgot the plugins of deleted Providers");
+        }
+    };
+    let mut live = HashSet::new();
+    let events = watcher::watcher(scoped_api::<Provider>(&context.client, namespace), watcher::Config::default())
+        .default_backoff();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Delete(provider)) => {
+                let deleted = plugin_key(&provider.namespace().unwrap_or_default(), &provider.name_any());
+                forget(&|owner| owner == deleted);
+            }
+            Ok(watcher::Event::Init) => live.clear(),
+            Ok(watcher::Event::InitApply(provider)) => {
+                live.insert(plugin_key(&provider.namespace().unwrap_or_default(), &provider.name_any()));
+            }
+            Ok(watcher::Event::InitDone) => forget(&|owner| !live.contains(owner)),
+            Ok(watcher::Event::Apply(_)) => {}
+            Err(error) => tracing::debug!(%error, "Provider watch error (retrying)"),
+        }
+    }
 }
 
 fn references_config_map(provider: &Provider, name: &str) -> bool {
@@ -117,6 +170,19 @@ async fn reconcile(provider: Arc<Provider>, context: Arc<Context>) -> Result<Act
         if let Some(LoadedPlugin { sha256, world }) = loaded(&context.plugins.status(&framework_key)) {
             frameworks.push(LoadedFramework { name: framework.name.clone(), sha256, world });
         }
+    }
+    // Frameworks removed from the spec (or that lost their plugin) stop serving.
+    let framework_keys: HashSet<String> = provider
+        .spec
+        .frameworks
+        .iter()
+        .filter(|framework| framework.plugin.is_some())
+        .map(|framework| framework_plugin_key(&namespace, &name, &framework.name))
+        .collect();
+    let framework_prefix = framework_plugin_key(&namespace, &name, "");
+    let removed = context.plugins.retain(|key| !key.starts_with(&framework_prefix) || framework_keys.contains(key));
+    if !removed.is_empty() {
+        tracing::info!(provider = %key, plugins = ?removed, "forgot the compiler plugins of removed frameworks");
     }
 
     let plugin = match &provider.spec.plugin {
@@ -182,7 +248,12 @@ async fn write_status(
     }
     let name = provider.name_any();
     let api: Api<Provider> = Api::namespaced(context.client.clone(), &provider.namespace().unwrap_or_default());
-    merge_status(&api, &name, &status).await.map_err(|e| Error::Status(name.clone(), e))?;
+    // A merge patch leaves out what serialisation skips, so no frameworks and no plugin are
+    // written out explicitly (`[]`, `null`), or the old ones would stay.
+    let mut patch = serde_json::to_value(&status).expect("a status serialises");
+    patch["frameworks"] = serde_json::json!(status.frameworks);
+    patch["plugin"] = serde_json::json!(status.plugin);
+    merge_status(&api, &name, patch).await.map_err(|e| Error::Status(name.clone(), e))?;
     if transitioned {
         let event = Event {
             type_: if state == SynchronizationState::Failed { EventType::Warning } else { EventType::Normal },
@@ -191,9 +262,7 @@ async fn write_status(
             action: "LoadPlugin".into(),
             secondary: None,
         };
-        if let Err(error) = context.recorder.publish(&event, &provider.object_ref(&())).await {
-            tracing::warn!(provider = %name, %error, "could not record an Event");
-        }
+        context.events.publish(event, provider.object_ref(&()));
     }
     tracing::info!(provider = %name, %state, message, "Provider status written");
     Ok(())
@@ -202,4 +271,15 @@ async fn write_status(
 fn error_policy(provider: Arc<Provider>, error: &Error, _context: Arc<Context>) -> Action {
     tracing::warn!(provider = %provider.name_any(), %error, "Provider reconcile failed; retrying");
     Action::requeue(RETRY_FAILED_LOAD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_belong_to_their_provider() {
+        assert_eq!(owner_of(&plugin_key("team", "vertex")), "team/vertex");
+        assert_eq!(owner_of(&framework_plugin_key("team", "vertex", "tfx")), "team/vertex");
+    }
 }

@@ -6,12 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use kube::{Api, ResourceExt};
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::events::{Event, EventType},
+};
 use serde_json::json;
 
 use super::{
     Context,
-    synced::{Prepared, Synced},
+    synced::{Prepared, RequestError, Synced},
 };
 use crate::{
     api::{
@@ -50,9 +53,11 @@ impl Synced for Run {
         id: Option<String>,
         name: String,
         version: String,
-    ) -> Result<ProviderRequest, String> {
+    ) -> Result<ProviderRequest, RequestError> {
         if id.is_some() {
-            return Err("a Run is never updated: its spec is immutable and its pipeline version pinned".into());
+            return Err(RequestError::Invalid(
+                "a Run is never updated: its spec is immutable and its pipeline version pinned".into(),
+            ));
         }
         Ok(ProviderRequest::CreateRun { definition: self.definition(name, version)? })
     }
@@ -60,6 +65,8 @@ impl Synced for Run {
     fn delete_request(id: String) -> ProviderRequest {
         ProviderRequest::DeleteRun { id }
     }
+
+    const HAS_DEPENDENCIES: bool = true;
 
     fn pipeline_name(&self) -> Option<&str> {
         self.spec.pipeline.as_ref().map(|pipeline| pipeline.name.as_str())
@@ -73,8 +80,13 @@ impl Synced for Run {
     }
 
     async fn prepare(&self, context: &Context) -> Prepared {
+        let status = self.status.clone().unwrap_or_default();
+        if !status.status.provider.id.is_empty() {
+            // Created remotely: what it ran with is settled.
+            return Prepared::Ready;
+        }
         let namespace = self.namespace().unwrap_or_default();
-        let dependencies = self.status.clone().unwrap_or_default().dependencies;
+        let dependencies = status.dependencies;
         let mut record = serde_json::Map::new();
 
         if dependencies.pipeline.version.is_empty() {
@@ -113,6 +125,19 @@ impl Synced for Run {
             };
             if succeeded.provider_id.is_empty() {
                 if reference.optional {
+                    // Upstream's Event for a skipped optional parameter, word for word.
+                    let note = format!(
+                        "Unable to resolve parameter '{}', but skipping as it is marked as optional.",
+                        parameter.name
+                    );
+                    let event = Event {
+                        type_: EventType::Normal,
+                        reason: "Synced".into(),
+                        note: Some(note),
+                        action: "Synchronize".into(),
+                        secondary: None,
+                    };
+                    context.events.publish(event, self.object_ref(&()));
                     continue;
                 }
                 return Prepared::Wait(format!(

@@ -15,7 +15,6 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
-use serde_json::json;
 
 use super::{
     Context, merge_status,
@@ -45,39 +44,53 @@ pub struct Error {
 pub async fn run(context: Arc<Context>, namespace: Option<&str>) {
     let configurations = scoped_api::<RunConfiguration>(&context.client, namespace);
     let controller = Controller::new(configurations, watcher::Config::default());
-    let (by_pipeline, by_dependency) = (controller.store(), controller.store());
-    controller
+    let (by_pipeline, by_dependency, all) = (controller.store(), controller.store(), controller.store());
+    let telemetry = context.telemetry.clone();
+    let controller = controller
         .owns(scoped_api::<RunSchedule>(&context.client, namespace), watcher::Config::default())
         .watches(scoped_api::<Pipeline>(&context.client, namespace), watcher::Config::default(), move |pipeline| {
             let (namespace, name) = (pipeline.namespace(), pipeline.name_any());
             by_pipeline
                 .state()
                 .into_iter()
-                .filter(|rc| rc.namespace() == namespace && rc.spec.run.pipeline.as_ref().is_some_and(|p| p.name == name))
+                .filter(|rc| {
+                    rc.namespace() == namespace && rc.spec.run.pipeline.as_ref().is_some_and(|p| p.name == name)
+                })
                 .map(|rc| ObjectRef::from_obj(&*rc))
                 .collect::<Vec<_>>()
         })
-        .watches(scoped_api::<RunConfiguration>(&context.client, namespace), watcher::Config::default(), move |changed| {
-            let changed = NamespacedName::new(changed.namespace().unwrap_or_default(), changed.name_any());
-            by_dependency
-                .state()
-                .into_iter()
-                .filter(|rc| referenced(rc).iter().any(|reference| reference == &changed))
-                .map(|rc| ObjectRef::from_obj(&*rc))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            scoped_api::<RunConfiguration>(&context.client, namespace),
+            watcher::Config::default(),
+            move |changed| {
+                let changed = NamespacedName::new(changed.namespace().unwrap_or_default(), changed.name_any());
+                by_dependency
+                    .state()
+                    .into_iter()
+                    .filter(|rc| referenced(rc).iter().any(|reference| reference == &changed))
+                    .map(|rc| ObjectRef::from_obj(&*rc))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(
-            |rc, context| async move { context.telemetry.clone().measure("runconfiguration", reconcile(rc, context)).await },
+            |rc, context| async move {
+                let key = format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any());
+                context.telemetry.clone().measure("runconfiguration", key, reconcile(rc, context)).await
+            },
             |rc, error, context| {
-                let delay = context.backoff.next(&format!("rc/{}/{}", rc.namespace().unwrap_or_default(), rc.name_any()));
+                let delay = context.backoff.next(&format!(
+                    "runconfiguration/{}/{}",
+                    rc.namespace().unwrap_or_default(),
+                    rc.name_any()
+                ));
                 tracing::warn!(runconfiguration = %rc.name_any(), %error, ?delay, "reconcile failed; retrying");
                 Action::requeue(delay)
             },
             context,
         )
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    super::with_queue_pruning(telemetry, "runconfiguration", all, controller).await;
 }
 
 /// Every RunConfiguration this one reads (parameter sources and triggers), namespace defaulted.
@@ -92,58 +105,64 @@ fn referenced(rc: &RunConfiguration) -> Vec<NamespacedName> {
 }
 
 async fn reconcile(rc: Arc<RunConfiguration>, context: Arc<Context>) -> Result<Action, Error> {
-    if rc.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
     let namespace = rc.namespace().unwrap_or_default();
     let name = rc.name_any();
+    let key = format!("runconfiguration/{namespace}/{name}");
+    if rc.metadata.deletion_timestamp.is_some() {
+        context.own_writes.forget(&key);
+        return Ok(Action::await_change());
+    }
+    if context.own_writes.is_stale(&key, rc.metadata.resource_version.as_deref()) {
+        // Our last write is still on its way through the watch, which reconciles again.
+        return Ok(Action::await_change());
+    }
     let kube_error = |source| Error { name: format!("{namespace}/{name}"), source };
-    let api: Api<RunConfiguration> = Api::namespaced(context.client.clone(), &namespace);
+    let writer =
+        Writer { api: Api::namespaced(context.client.clone(), &namespace), rc: &rc, context: &context, key: &key };
     let current = rc.status.clone().unwrap_or_default();
     let mut status = current.clone();
 
     // The provider must not change under existing runs and schedules.
     if !current.provider.is_empty() && current.provider != rc.spec.run.provider {
-        write(&api, &rc, status, SynchronizationState::Failed, "the provider has changed").await.map_err(kube_error)?;
+        writer.write(status, SynchronizationState::Failed, "the provider has changed").await.map_err(kube_error)?;
         return Ok(Action::await_change());
     }
 
-    // Observed pipeline version and dependency runs: recorded first, each change re-triggers.
+    // Everything below ends in one status write: the observed pipeline version and dependency
+    // runs, the triggers' bookkeeping and the state.
     status.dependencies = observe_dependencies(&context, &rc, &namespace).await.map_err(kube_error)?;
-    if status.dependencies != current.dependencies {
-        merge_status(&api, &name, json!({ "dependencies": status.dependencies })).await.map_err(kube_error)?;
-        return Ok(Action::await_change());
-    }
-
     let parameters = match resolve_parameters(&rc.spec.run.parameters, &status.dependencies) {
         Ok(parameters) => parameters,
         Err(reason) => {
             let state = current.synchronization_state();
-            write(&api, &rc, status, state, &format!("waiting: {reason}")).await.map_err(kube_error)?;
-            return Ok(Action::requeue(context.backoff.next(&format!("rc/{namespace}/{name}"))));
+            writer.write(status, state, &format!("waiting: {reason}")).await.map_err(kube_error)?;
+            return Ok(Action::requeue(context.backoff.next(&key)));
         }
     };
 
     // Triggers: a Run when the run template, the pipeline version or a dependency's run changes.
+    // A Run started here and a failed status write after it are safe: the Run's name is
+    // deterministic, so the retry finds it.
     if let Some((triggers, indicator)) = evaluate_triggers(&rc, &status) {
         if let Some(indicator) = indicator {
             start_run(&context, &rc, &status.dependencies, indicator).await.map_err(kube_error)?;
         }
         status.triggers = triggers;
-        merge_status(&api, &name, json!({ "triggers": status.triggers })).await.map_err(kube_error)?;
-        return Ok(Action::await_change());
     }
 
-    // Schedules: one owned RunSchedule per entry, matched by hash.
+    // Schedules: one owned RunSchedule per entry, matched by hash. When nothing was created or
+    // deleted, the schedules listed are the current ones and give the aggregate state.
     let owned = owned_schedules(&context, &rc).await.map_err(kube_error)?;
-    if sync_schedules(&context, &rc, &owned, &status.dependencies, &parameters).await.map_err(kube_error)? {
-        write(&api, &rc, status, SynchronizationState::Updating, "the schedules changed").await.map_err(kube_error)?;
-        return Ok(Action::await_change());
+    let (state, message) =
+        if sync_schedules(&context, &rc, &owned, &status.dependencies, &parameters).await.map_err(kube_error)? {
+            (SynchronizationState::Updating, "the schedules changed".to_owned())
+        } else {
+            aggregate(&owned)
+        };
+    writer.write(status, state, &message).await.map_err(kube_error)?;
+    if state == SynchronizationState::Succeeded {
+        context.backoff.reset(&key);
     }
-    // Nothing was created or deleted, so the schedules listed above are the current ones.
-    let (state, message) = aggregate(&owned);
-    write(&api, &rc, status, state, &message).await.map_err(kube_error)?;
-    context.backoff.reset(&format!("rc/{namespace}/{name}"));
     Ok(Action::await_change())
 }
 
@@ -307,11 +326,13 @@ async fn start_run(
     }
 }
 
-/// The RunSchedules this RunConfiguration controls.
+/// The RunSchedules this RunConfiguration controls. The label narrows the list to its own
+/// (a namespace may hold thousands); the owner reference decides.
 async fn owned_schedules(context: &Context, rc: &RunConfiguration) -> Result<Vec<RunSchedule>, kube::Error> {
     let api: Api<RunSchedule> = Api::namespaced(context.client.clone(), &rc.namespace().unwrap_or_default());
     let uid = rc.uid().unwrap_or_default();
-    let all = api.list(&ListParams::default()).await?.items;
+    let selector = format!("{RUN_CONFIGURATION_LABEL}={}", rc.name_any());
+    let all = api.list(&ListParams::default().labels(&selector)).await?.items;
     Ok(all
         .into_iter()
         .filter(|s| s.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true)))
@@ -396,24 +417,35 @@ fn aggregate(owned: &[RunSchedule]) -> (SynchronizationState, String) {
     (Succeeded, String::new())
 }
 
-/// Writes state, message, provider and observedGeneration when any changed.
-async fn write(
-    api: &Api<RunConfiguration>,
-    rc: &RunConfiguration,
-    mut status: RunConfigurationStatus,
-    state: SynchronizationState,
-    message: &str,
-) -> Result<(), kube::Error> {
-    let generation = rc.metadata.generation;
-    status.observed_generation = generation;
-    status.provider = rc.spec.run.provider.clone();
-    merge_condition(
-        &mut status.conditions,
-        synchronized_condition(state, message, generation, Time(jiff::Timestamp::now())),
-    );
-    if Some(&status) == rc.status.as_ref() {
-        return Ok(());
+/// Writes one RunConfiguration's status and remembers the write (see `OwnWrites`).
+struct Writer<'a> {
+    api: Api<RunConfiguration>,
+    rc: &'a RunConfiguration,
+    context: &'a Context,
+    key: &'a str,
+}
+
+impl Writer<'_> {
+    /// Writes the status with state, message, provider and observedGeneration, when anything
+    /// changed.
+    async fn write(
+        &self,
+        mut status: RunConfigurationStatus,
+        state: SynchronizationState,
+        message: &str,
+    ) -> Result<(), kube::Error> {
+        let generation = self.rc.metadata.generation;
+        status.observed_generation = generation;
+        status.provider = self.rc.spec.run.provider.clone();
+        merge_condition(
+            &mut status.conditions,
+            synchronized_condition(state, message, generation, Time(jiff::Timestamp::now())),
+        );
+        if Some(&status) == self.rc.status.as_ref() {
+            return Ok(());
+        }
+        let written = merge_status(&self.api, &self.rc.name_any(), &status).await?;
+        self.context.own_writes.record(self.key, written.metadata.resource_version.as_deref());
+        Ok(())
     }
-    merge_status(api, &rc.name_any(), &status).await?;
-    Ok(())
 }

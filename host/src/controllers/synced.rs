@@ -48,7 +48,7 @@ pub trait Synced:
     fn common_status(&self) -> Status;
     /// The plugin call that creates (`id` none) or updates the remote resource; `name` is
     /// `namespace/name`. Kinds that need more than their spec (a compiled pipeline) do that
-    /// work here; an error fails the resource with its message.
+    /// work here.
     fn request(
         &self,
         context: &Context,
@@ -56,8 +56,12 @@ pub trait Synced:
         id: Option<String>,
         name: String,
         version: String,
-    ) -> impl Future<Output = Result<ProviderRequest, String>> + Send;
+    ) -> impl Future<Output = Result<ProviderRequest, RequestError>> + Send;
     fn delete_request(id: String) -> ProviderRequest;
+    /// Whether objects of this kind wait for Pipelines or take from RunConfigurations
+    /// ([`Synced::pipeline_name`], [`Synced::depends_on`]): only then does the controller watch
+    /// those kinds.
+    const HAS_DEPENDENCIES: bool = false;
     /// The Pipeline (same namespace) this object waits for, if any: a change of it wakes the
     /// object.
     fn pipeline_name(&self) -> Option<&str> {
@@ -72,6 +76,23 @@ pub trait Synced:
     /// pins its pipeline version): what to record first, or why to wait.
     fn prepare(&self, _context: &Context) -> impl Future<Output = Prepared> + Send {
         async { Prepared::Ready }
+    }
+}
+
+/// Why [`Synced::request`] could not build the plugin call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestError {
+    /// Never possible as written (an unsupported framework, a compiler error): the resource
+    /// fails with this message until its spec changes.
+    Invalid(String),
+    /// Not possible yet (a compiler plugin still loading): the resource keeps its state with
+    /// this message and is retried with backoff; a change of its Provider wakes it.
+    NotReady(String),
+}
+
+impl From<String> for RequestError {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
     }
 }
 
@@ -105,7 +126,7 @@ macro_rules! synced_kind {
                 id: Option<String>,
                 name: String,
                 version: String,
-            ) -> Result<$crate::plugins::ProviderRequest, String> {
+            ) -> Result<$crate::plugins::ProviderRequest, $crate::controllers::synced::RequestError> {
                 let definition = self.definition(name, version);
                 Ok(match id {
                     None => $crate::plugins::ProviderRequest::$create { definition },
@@ -158,13 +179,21 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
     let name = object.name_any();
     let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
     let kube_error = |source| Error::Kube { kind: K::KIND, name: format!("{namespace}/{name}"), source };
-    let writer = StatusWriter { api: &api, object: object.as_ref(), context: &context };
+    let key = format!("{namespace}/{name}");
+    let written_key = format!("{}/{key}", K::KIND);
+    if context.own_writes.is_stale(&written_key, object.meta().resource_version.as_deref()) {
+        // Our last write is still on its way through the watch, which reconciles again.
+        tracing::debug!(kind = K::KIND, object = %key, "the cached copy predates our last write; waiting for it");
+        return Ok(Action::await_change());
+    }
+    let writer = StatusWriter { api: &api, object: object.as_ref(), context: &context, key: &written_key };
     let deleting = object.meta().deletion_timestamp.is_some();
     if !deleting {
         match object.prepare(&context).await {
             Prepared::Ready => {}
             Prepared::Record(status) => {
-                merge_status(&api, &name, status).await.map_err(kube_error)?;
+                let written = merge_status(&api, &name, status).await.map_err(kube_error)?;
+                context.own_writes.record(&written_key, written.meta().resource_version.as_deref());
                 return Ok(Action::await_change());
             }
             Prepared::Fail(message) => {
@@ -194,11 +223,12 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
     });
     if !deleting && !object.finalizers().iter().any(|f| f == FINALIZER) {
         let finalizers: Vec<String> = object.finalizers().iter().cloned().chain([FINALIZER.to_owned()]).collect();
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
+        let written = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": finalizers } })))
             .await
             .map_err(kube_error)?;
+        context.own_writes.record(&written_key, written.meta().resource_version.as_deref());
     }
-    let key = format!("{namespace}/{name}");
     let qualified_name = NamespacedName::new(namespace.clone(), name.clone()).to_string();
 
     match next {
@@ -220,6 +250,7 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
             .await
             .map_err(kube_error)?;
             context.backoff.reset(&key);
+            context.own_writes.forget(&written_key);
             Ok(Action::await_change())
         }
         Plan::ProviderChanged => {
@@ -280,9 +311,15 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
             writer.write(pending.clone(), state, "").await.map_err(kube_error)?;
             let request = match object.request(&context, &provider, id, qualified_name, computed).await {
                 Ok(request) => request,
-                Err(message) => {
+                Err(RequestError::Invalid(message)) => {
                     writer.write(pending, SynchronizationState::Failed, &message).await.map_err(kube_error)?;
                     return Ok(Action::await_change());
+                }
+                Err(RequestError::NotReady(message)) => {
+                    let delay = context.backoff.next(&key);
+                    let message = format!("{message}; retrying in {}s", delay.as_secs());
+                    writer.write(pending, state, &message).await.map_err(kube_error)?;
+                    return Ok(Action::requeue(delay));
                 }
             };
             match plugin.call_provider(&request).await {
@@ -336,6 +373,8 @@ struct StatusWriter<'a, K: Synced> {
     api: &'a Api<K>,
     object: &'a K,
     context: &'a Context,
+    /// The object's key in `context.own_writes`.
+    key: &'a str,
 }
 
 impl<K: Synced> StatusWriter<'_, K> {
@@ -345,7 +384,8 @@ impl<K: Synced> StatusWriter<'_, K> {
         let now = Time(jiff::Timestamp::now());
         merge_condition(&mut status.conditions, synchronized_condition(state, message, generation, now));
         let name = self.object.name_any();
-        merge_status(self.api, &name, &status).await?;
+        let written = merge_status(self.api, &name, &status).await?;
+        self.context.own_writes.record(self.key, written.meta().resource_version.as_deref());
 
         let mut note = format!("{state} [version: \"{}\"]", status.version);
         if !message.is_empty() {
@@ -358,9 +398,7 @@ impl<K: Synced> StatusWriter<'_, K> {
         };
         let event =
             Event { type_, reason: reason.into(), note: Some(note), action: "Synchronize".into(), secondary: None };
-        if let Err(error) = self.context.recorder.publish(&event, &self.object.object_ref(&())).await {
-            tracing::warn!(kind = K::KIND, object = %name, %error, "could not record an Event");
-        }
+        self.context.events.publish(event, self.object.object_ref(&()));
         tracing::info!(kind = K::KIND, object = %name, %state, message, version = %status.version, "status written");
         Ok(())
     }
@@ -379,40 +417,48 @@ pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
         scoped_api::<RunConfiguration>(&context.client, namespace),
     );
     let controller = Controller::new(objects, watcher::Config::default());
-    let (by_provider, by_pipeline, by_run_configuration) = (controller.store(), controller.store(), controller.store());
-    controller
-        .watches(providers, watcher::Config::default(), move |provider| {
-            let provider = NamespacedName::new(provider.namespace().unwrap_or_default(), provider.name_any());
-            by_provider
-                .state()
-                .into_iter()
-                .filter(|object| object.spec_provider() == &provider)
-                .map(|object| ObjectRef::from_obj(&*object))
-                .collect::<Vec<_>>()
-        })
-        .watches(pipelines, watcher::Config::default(), move |pipeline| {
-            let (namespace, name) = (pipeline.namespace(), pipeline.name_any());
-            by_pipeline
-                .state()
-                .into_iter()
-                .filter(|object| object.namespace() == namespace && object.pipeline_name() == Some(name.as_str()))
-                .map(|object| ObjectRef::from_obj(&*object))
-                .collect::<Vec<_>>()
-        })
-        .watches(run_configurations, watcher::Config::default(), move |run_configuration| {
-            let run_configuration =
-                NamespacedName::new(run_configuration.namespace().unwrap_or_default(), run_configuration.name_any());
-            by_run_configuration
-                .state()
-                .into_iter()
-                .filter(|object| object.depends_on(&run_configuration))
-                .map(|object| ObjectRef::from_obj(&*object))
-                .collect::<Vec<_>>()
-        })
+    let (by_provider, by_pipeline, by_run_configuration, all) =
+        (controller.store(), controller.store(), controller.store(), controller.store());
+    let telemetry = context.telemetry.clone();
+    let mut controller = controller.watches(providers, watcher::Config::default(), move |provider| {
+        let provider = NamespacedName::new(provider.namespace().unwrap_or_default(), provider.name_any());
+        by_provider
+            .state()
+            .into_iter()
+            .filter(|object| object.spec_provider() == &provider)
+            .map(|object| ObjectRef::from_obj(&*object))
+            .collect::<Vec<_>>()
+    });
+    if K::HAS_DEPENDENCIES {
+        controller = controller
+            .watches(pipelines, watcher::Config::default(), move |pipeline| {
+                let (namespace, name) = (pipeline.namespace(), pipeline.name_any());
+                by_pipeline
+                    .state()
+                    .into_iter()
+                    .filter(|object| object.namespace() == namespace && object.pipeline_name() == Some(name.as_str()))
+                    .map(|object| ObjectRef::from_obj(&*object))
+                    .collect::<Vec<_>>()
+            })
+            .watches(run_configurations, watcher::Config::default(), move |run_configuration| {
+                let run_configuration = NamespacedName::new(
+                    run_configuration.namespace().unwrap_or_default(),
+                    run_configuration.name_any(),
+                );
+                by_run_configuration
+                    .state()
+                    .into_iter()
+                    .filter(|object| object.depends_on(&run_configuration))
+                    .map(|object| ObjectRef::from_obj(&*object))
+                    .collect::<Vec<_>>()
+            });
+    }
+    let controller = controller
         .shutdown_on_signal()
         .run(
             |object, context| async move {
-                context.telemetry.clone().measure(K::KIND, reconcile::<K>(object, context)).await
+                let key = format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any());
+                context.telemetry.clone().measure(K::KIND, key, reconcile::<K>(object, context)).await
             },
             error_policy::<K>,
             context,
@@ -421,6 +467,6 @@ pub async fn run<K: Synced>(context: Arc<Context>, namespace: Option<&str>) {
             if let Err(error) = result {
                 tracing::debug!(kind = K::KIND, %error, "reconcile stream error");
             }
-        })
-        .await;
+        });
+    super::with_queue_pruning(telemetry, K::KIND, all, controller).await;
 }

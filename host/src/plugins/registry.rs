@@ -100,9 +100,15 @@ impl PluginRegistry {
         }
     }
 
-    /// Forgets `key` (its Provider was deleted). Calls in flight finish on their handle.
-    pub fn remove(&self, key: &str) {
-        self.slots.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+    /// Forgets every key `keep` refuses (their Provider or framework is gone), returning them.
+    /// Calls in flight finish on their handle.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) -> Vec<String> {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        let forgotten: Vec<String> = slots.keys().filter(|key| !keep(key)).cloned().collect();
+        for key in &forgotten {
+            slots.remove(key);
+        }
+        forgotten
     }
 
     /// Loads (or reloads) a plugin and swaps it in; on failure keeps the last good version.

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::support::{create_provider, setup};
 
 /// Starts the Provider controller and the controller of kind `K` for one namespace.
-async fn start<K: synced::Synced>(client: &Client, namespace: &str) -> [tokio::task::JoinHandle<()>; 2] {
+pub async fn start<K: synced::Synced>(client: &Client, namespace: &str) -> [tokio::task::JoinHandle<()>; 2] {
     let registry =
         Arc::new(PluginRegistry::new(Sandbox::new().unwrap(), client.clone(), OciSettings::default(), None, None));
     let context = Arc::new(Context::new(client.clone(), registry));
@@ -55,7 +55,7 @@ pub async fn create_stub_provider(client: &Client, namespace: &str, name: &str, 
     Api::<Provider>::namespaced(client.clone(), namespace).create(&PostParams::default(), &provider).await.unwrap();
 }
 
-fn experiment(namespace: &str, name: &str, provider: &str) -> Experiment {
+pub fn experiment(namespace: &str, name: &str, provider: &str) -> Experiment {
     serde_json::from_value(json!({
         "apiVersion": "pipelines.kubeflow.org/v1beta1", "kind": "Experiment",
         "metadata": { "name": name },

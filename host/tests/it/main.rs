@@ -9,6 +9,7 @@ mod examples;
 pub mod experiment_controller;
 mod hash_vectors;
 mod helm_chart;
+mod hot_reload;
 mod http_capability;
 mod oci;
 pub mod operator_process;

@@ -1,7 +1,7 @@
 //! The Provider controller on the real control plane: Providers load their plugins and say so
 //! in their status and Events; a broken reload keeps the last good version and says which; a
 //! Provider without a plugin fails with what to do; a ConfigMap that appears later is picked
-//! up through the watch.
+//! up through the watch; removed frameworks and deleted Providers are forgotten.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -127,18 +127,25 @@ async fn providers_load_their_plugins_and_report_it() {
     assert_eq!(status.plugin.unwrap().sha256, sha256_hex(&stub));
     assert_eq!(status.status.observed_generation, Some(2));
 
-    // Events with upstream's reasons.
+    // Events with upstream's reasons (published off the reconcile path, so polled for).
     let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("stub"))
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(reasons.contains(&"Synced".to_owned()) && reasons.contains(&"SyncFailed".to_owned()), "{reasons:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("stub"))
+            .filter_map(|e| e.reason)
+            .collect();
+        if reasons.contains(&"Synced".to_owned()) && reasons.contains(&"SyncFailed".to_owned()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Events of Provider stub: {reasons:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // An upstream manifest without a plugin: Failed with what to do.
     let legacy: Provider = provider_object(
@@ -173,6 +180,24 @@ async fn providers_load_their_plugins_and_report_it() {
         "took {:?}: the ConfigMap watch did not trigger",
         started.elapsed()
     );
+
+    // A framework removed from the spec stops serving; so do the plugins of a deleted Provider,
+    // and nothing else.
+    let compiler_key = provider::framework_plugin_key(&namespace, "stub", "tfx");
+    assert!(registry.get(&compiler_key).is_some());
+    providers
+        .patch("stub", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "frameworks": [] } })))
+        .await
+        .unwrap();
+    wait_for(&providers, "stub", "without frameworks", |s| s.frameworks.is_empty()).await;
+    assert!(registry.get(&compiler_key).is_none(), "the removed framework's compiler is forgotten");
+    providers.delete("stub", &Default::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while registry.get(&provider::plugin_key(&namespace, "stub")).is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted Provider's plugin is still loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(registry.get(&provider::plugin_key(&namespace, "late")).is_some(), "other Providers keep theirs");
 
     controller.abort();
 }

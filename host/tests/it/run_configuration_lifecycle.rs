@@ -190,3 +190,82 @@ async fn run_configurations_depend_on_run_configurations_in_other_namespaces() {
     assert!(dependency.artifacts[0].location.ends_with("/Pusher/pushed_model"));
     stack.abort();
 }
+
+/// `onChange: [pipeline]` starts a Run for each new version of the Pipeline, pinned to it; a
+/// parameter taking an optional artifact from a RunConfiguration that has none is skipped, with
+/// upstream's Event, instead of holding the Run back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pipeline_version_triggers_a_run_and_optional_artifacts_may_be_missing() {
+    let (client, ns) = setup("onchange-pipeline").await;
+    let recorder = RecordingServer::start();
+    let stack = start_stack_in(&client, &[&ns], None);
+    create_recording_provider(&client, &ns, &recorder, json!({ "frameworks": [{ "name": "tfx" }] })).await;
+    let provider = format!("{ns}/stub");
+    create_pipeline(&client, &ns, &provider).await;
+    let optional = json!({ "name": "baseline", "valueFrom": { "runConfigurationRef": {
+        "name": "never-ran", "outputArtifact": "model", "optional": true } } });
+    let retrain: RunConfiguration = object(
+        "RunConfiguration",
+        "retrain",
+        json!({ "run": { "provider": provider, "pipeline": "penguin", "parameters": [optional] },
+                "triggers": { "onChange": ["pipeline"] } }),
+    );
+    let configurations: Api<RunConfiguration> = Api::namespaced(client.clone(), &ns);
+    configurations.create(&PostParams::default(), &retrain).await.unwrap();
+
+    let runs: Api<Run> = Api::namespaced(client.clone(), &ns);
+    let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns);
+    // Synchronised Runs of `retrain`, by the pipeline version they are pinned to.
+    let started_runs = async |count: usize| {
+        eventually(&format!("{count} synchronised onChangePipeline Run(s)"), Duration::from_secs(60), async || {
+            let all = runs.list(&ListParams::default()).await.unwrap().items;
+            let synced: Vec<String> = all
+                .iter()
+                .filter(|run| state(*run) == SynchronizationState::Succeeded)
+                .filter(|run| run.labels().get(TRIGGER_TYPE_LABEL).map(String::as_str) == Some("onChangePipeline"))
+                .filter_map(|run| run.spec.pipeline.as_ref()?.version.clone())
+                .collect();
+            if synced.len() == count { Ok(synced) } else { Err(format!("Runs: {all:#?}")) }
+        })
+        .await
+    };
+    let first_version = eventually("the Pipeline to synchronise", Duration::from_secs(30), async || {
+        let pipeline = pipelines.get("penguin").await.unwrap();
+        let status = pipeline.status.clone().unwrap_or_default();
+        if status.synchronization_state() == SynchronizationState::Succeeded {
+            Ok(status.version)
+        } else {
+            Err(format!("{status:?}"))
+        }
+    })
+    .await;
+    assert_eq!(started_runs(1).await, [first_version.as_str()], "the first version triggers a Run pinned to it");
+
+    // The skipped optional parameter: upstream's Event on the Run.
+    let run_name = runs.list(&ListParams::default()).await.unwrap().items[0].name_any();
+    eventually("the optional-parameter Event", Duration::from_secs(10), async || {
+        let events: Vec<String> = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(run_name.as_str()))
+            .filter_map(|e| e.note)
+            .collect();
+        let wanted = "Unable to resolve parameter 'baseline', but skipping as it is marked as optional.";
+        if events.iter().any(|note| note == wanted) { Ok(()) } else { Err(format!("{events:?}")) }
+    })
+    .await;
+
+    // A new Pipeline version: a second Run, pinned to it.
+    let image = json!({ "spec": { "image": "img:v2" } });
+    pipelines.patch("penguin", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(image)).await.unwrap();
+    let mut versions = started_runs(2).await;
+    versions.sort();
+    assert!(versions.contains(&first_version) && versions.iter().any(|v| v.starts_with("v2-")), "{versions:?}");
+    let creates =
+        remote_operations(&recorder).into_iter().filter(|(action, kind, _)| action == "create" && kind == "run");
+    assert_eq!(creates.count(), 2, "one remote run per pipeline version");
+    stack.abort();
+}
