@@ -164,3 +164,36 @@ pub async fn serve(telemetry: Arc<Telemetry>, metrics: SocketAddr, probes: Socke
     let (a, b) = tokio::join!(axum::serve(metrics_listener, metrics_app), axum::serve(probe_listener, probe_app));
     a.and(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(telemetry: &Telemetry, name: &str) -> i64 {
+        let gauge = if name == "queue" { &telemetry.queue_depth } else { &telemetry.in_flight };
+        gauge.with_label_values(&["pipeline"]).get()
+    }
+
+    #[tokio::test]
+    async fn the_queue_depth_counts_objects_waiting_to_run_again() {
+        let telemetry = Telemetry::new().unwrap();
+        let retry = async { Ok::<_, ()>(Action::requeue(Duration::from_secs(5))) };
+        telemetry.measure("pipeline", "team/a".into(), retry).await.unwrap();
+        let failed = async { Err::<Action, _>(()) };
+        telemetry.measure("pipeline", "team/b".into(), failed).await.unwrap_err();
+        assert_eq!(gauge(&telemetry, "queue"), 2, "a requeue and an error both run again");
+
+        // Running again takes an object off the queue; settling keeps it off.
+        let in_flight = async {
+            assert_eq!(gauge(&telemetry, "in flight"), 1);
+            assert_eq!(gauge(&telemetry, "queue"), 1);
+            Ok::<_, ()>(Action::await_change())
+        };
+        telemetry.measure("pipeline", "team/a".into(), in_flight).await.unwrap();
+        assert_eq!((gauge(&telemetry, "queue"), gauge(&telemetry, "in flight")), (1, 0));
+
+        // A deleted object is never reconciled again: pruning forgets it.
+        telemetry.forget_queued("pipeline", |object| object != "team/b");
+        assert_eq!(gauge(&telemetry, "queue"), 0);
+    }
+}
