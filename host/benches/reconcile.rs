@@ -138,6 +138,16 @@ fn writes_between(
     (total, delta.iter().map(|(what, n)| format!("{what}: {n}")).collect::<Vec<_>>().join(", "))
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
 fn resident_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -199,12 +209,14 @@ async fn main() {
     }
 
     let before = api_server_writes(&client).await;
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     create_all(&client, ns, count).await;
     while !all_succeeded(&client, ns, count).await {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let operator = started.elapsed();
+    let operator_cpu = cpu_seconds() - cpu_before;
     let (operator_writes, operator_detail) = writes_between(&before, &api_server_writes(&client).await);
     // Events are published off the reconcile path: how long after the last Succeeded the last
     // of the Pipelines' Events (Creating, Succeeded) reached the API server.
@@ -225,6 +237,10 @@ async fn main() {
         operator.as_secs_f64(),
         100.0 * operator_rate / raw_rate,
         operator_writes as f64 / operator.as_secs_f64(),
+    );
+    println!(
+        "CPU time of this process (controllers, plugin calls and the bench client) meanwhile: {operator_cpu:.2} s ({:.0} % of one core)",
+        100.0 * operator_cpu / operator.as_secs_f64()
     );
     println!(
         "events: {events} of the Pipelines' {events_wanted} Events written {:.2} s after the last Succeeded",
