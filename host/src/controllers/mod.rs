@@ -101,6 +101,49 @@ pub(crate) async fn with_queue_pruning<K>(
     }
 }
 
+/// `new` as a JSON merge patch (RFC 7396) over `old`: every value of `new`, plus `null` for each
+/// key `old` has and `new` lacks, at any depth. A plain merge patch of `new` would leave those
+/// in place (an emptied list that serialisation skips, an entry gone from a map), so a
+/// controller that writes its whole status sends this instead.
+pub(crate) fn replacing_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch: serde_json::Map<String, Value> = new
+                .iter()
+                .map(|(key, value)| {
+                    let patched = old.get(key).map_or_else(|| value.clone(), |before| replacing_patch(before, value));
+                    (key.clone(), patched)
+                })
+                .collect();
+            for removed in old.keys().filter(|key| !new.contains_key(*key)) {
+                patch.insert(removed.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+impl Context {
+    /// Merge-patches the status of the named object and remembers the write under `key` in
+    /// [`Context::own_writes`], so the reconciles after it skip older cached copies.
+    pub(crate) async fn write_own_status<K>(
+        &self,
+        api: &Api<K>,
+        key: &str,
+        name: &str,
+        status: impl Serialize,
+    ) -> kube::Result<K>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let written = merge_status(api, name, status).await?;
+        self.own_writes.record(key, written.meta().resource_version.as_deref());
+        Ok(written)
+    }
+}
+
 /// Merge-patches the status subresource of the named object with `status` (only the fields
 /// it holds change).
 pub(crate) async fn merge_status<K>(api: &Api<K>, name: &str, status: impl Serialize) -> kube::Result<K>
@@ -146,6 +189,29 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replacing_patch_removes_what_the_new_status_lacks() {
+        let old = serde_json::json!({
+            "frameworks": [{ "name": "tfx" }], "plugin": { "sha256": "a" },
+            "triggers": { "runConfigurations": { "ns/a": { "providerId": "1" }, "ns/b": { "providerId": "2" } } },
+        });
+        let new = serde_json::json!({
+            "plugin": { "sha256": "b" },
+            "triggers": { "runConfigurations": { "ns/b": { "providerId": "2" } } },
+        });
+        let patch = replacing_patch(&old, &new);
+        assert_eq!(
+            patch,
+            serde_json::json!({
+                "frameworks": null, "plugin": { "sha256": "b" },
+                "triggers": { "runConfigurations": { "ns/a": null, "ns/b": { "providerId": "2" } } },
+            })
+        );
+        let mut applied = old.clone();
+        json_patch::merge(&mut applied, &patch);
+        assert_eq!(applied, new, "applied as a merge patch, it gives the new status");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {

@@ -23,7 +23,7 @@ use kube::{
     },
 };
 
-use super::{Context, merge_status, scoped_api};
+use super::{Context, merge_status, replacing_patch, scoped_api};
 use crate::{
     api::{
         Provider,
@@ -248,11 +248,8 @@ async fn write_status(
     }
     let name = provider.name_any();
     let api: Api<Provider> = Api::namespaced(context.client.clone(), &provider.namespace().unwrap_or_default());
-    // A merge patch leaves out what serialisation skips, so no frameworks and no plugin are
-    // written out explicitly (`[]`, `null`), or the old ones would stay.
-    let mut patch = serde_json::to_value(&status).expect("a status serialises");
-    patch["frameworks"] = serde_json::json!(status.frameworks);
-    patch["plugin"] = serde_json::json!(status.plugin);
+    let to_json = |status: &ProviderStatus| serde_json::to_value(status).expect("a status serialises");
+    let patch = replacing_patch(&to_json(&current), &to_json(&status));
     merge_status(&api, &name, patch).await.map_err(|e| Error::Status(name.clone(), e))?;
     if transitioned {
         let event = Event {

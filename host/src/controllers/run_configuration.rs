@@ -17,7 +17,7 @@ use kube::{
 };
 
 use super::{
-    Context, merge_status,
+    Context, replacing_patch,
     run::{resolve_parameters, succeeded_pipeline_version},
     scoped_api,
 };
@@ -444,8 +444,9 @@ impl Writer<'_> {
         if Some(&status) == self.rc.status.as_ref() {
             return Ok(());
         }
-        let written = merge_status(&self.api, &self.rc.name_any(), &status).await?;
-        self.context.own_writes.record(self.key, written.metadata.resource_version.as_deref());
+        let to_json = |status: &RunConfigurationStatus| serde_json::to_value(status).expect("a status serialises");
+        let patch = replacing_patch(&to_json(&self.rc.status.clone().unwrap_or_default()), &to_json(&status));
+        self.context.write_own_status(&self.api, self.key, &self.rc.name_any(), patch).await?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
 use super::{
-    Context, merge_status, scoped_api,
+    Context, scoped_api,
     sync_plan::{Observed, Plan, plan},
 };
 use crate::{
@@ -192,8 +192,7 @@ pub async fn reconcile<K: Synced>(object: Arc<K>, context: Arc<Context>) -> Resu
         match object.prepare(&context).await {
             Prepared::Ready => {}
             Prepared::Record(status) => {
-                let written = merge_status(&api, &name, status).await.map_err(kube_error)?;
-                context.own_writes.record(&written_key, written.meta().resource_version.as_deref());
+                context.write_own_status(&api, &written_key, &name, status).await.map_err(kube_error)?;
                 return Ok(Action::await_change());
             }
             Prepared::Fail(message) => {
@@ -384,8 +383,7 @@ impl<K: Synced> StatusWriter<'_, K> {
         let now = Time(jiff::Timestamp::now());
         merge_condition(&mut status.conditions, synchronized_condition(state, message, generation, now));
         let name = self.object.name_any();
-        let written = merge_status(self.api, &name, &status).await?;
-        self.context.own_writes.record(self.key, written.meta().resource_version.as_deref());
+        self.context.write_own_status(self.api, self.key, &name, &status).await?;
 
         let mut note = format!("{state} [version: \"{}\"]", status.version);
         if !message.is_empty() {
