@@ -188,6 +188,21 @@ async fn run_configurations_depend_on_run_configurations_in_other_namespaces() {
     assert_eq!(dependency.provider_id, trained.provider_id, "the Run took training's latest succeeded run");
     assert_eq!(dependency.artifacts[0].location, trained.artifacts[0].location);
     assert!(dependency.artifacts[0].location.ends_with("/Pusher/pushed_model"));
+
+    // Dropping the dependency drops it from the status too (a plain merge patch would keep it).
+    let downstream_configurations: Api<RunConfiguration> = Api::namespaced(client.clone(), &downstream);
+    let independent = json!({ "spec": {
+        "run": { "provider": provider, "pipeline": "penguin", "parameters": [] }, "triggers": { "runConfigurations": [] } } });
+    downstream_configurations
+        .patch("evaluation", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(independent))
+        .await
+        .unwrap();
+    eventually("the removed dependency to leave the status", Duration::from_secs(30), async || {
+        let status = downstream_configurations.get("evaluation").await.unwrap().status.unwrap_or_default();
+        let gone = status.dependencies.run_configurations.is_empty() && status.triggers.run_configurations.is_empty();
+        if gone { Ok(()) } else { Err(format!("{status:#?}")) }
+    })
+    .await;
     stack.abort();
 }
 
